@@ -1,0 +1,3 @@
+from shuzheng.cli import main
+
+main()

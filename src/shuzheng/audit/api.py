@@ -1,0 +1,75 @@
+"""Audit-trail endpoints: audit administrators search, export and verify; nothing can change a record."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.http import StreamingHttpResponse
+from ninja import Field, Query, Router, Schema
+from ninja.pagination import LimitOffsetPagination, paginate
+
+from shuzheng.audit import services
+from shuzheng.org.services import Actor
+
+router = Router(tags=["audit"])
+
+
+class AuditOut(Schema):
+    seq: int
+    at: dt.datetime
+    actor: str
+    actor_org: str
+    ip: str
+    action: str
+    object_type: str
+    object_id: str
+    summary: str
+    hash: str
+
+
+class VerifyOut(Schema):
+    intact: bool
+    records: int
+    first_bad_seq: int | None
+    reason: str
+    seconds: float
+
+
+class AuditFilter(Schema):
+    actor: str = Field("", max_length=80)
+    actor_org: str = Field("", max_length=18)
+    action: str = Field("", max_length=64, description="prefix, e.g. 'auth.' or 'user.role_'")
+    object_id: str = Field("", max_length=64)
+    ip: str = Field("", max_length=45)
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+    def query(self) -> services.AuditQuery:
+        def us(t):
+            if t is None:
+                return None
+            if t.tzinfo is None:
+                t = t.replace(tzinfo=dt.timezone.utc)
+            return int(t.timestamp() * 1_000_000)
+
+        return services.AuditQuery(self.actor, self.actor_org, self.action, self.object_id, self.ip,
+                                   us(self.since), us(self.until))
+
+
+@router.get("", response=list[AuditOut])
+@paginate(LimitOffsetPagination)
+def search(request, filters: Query[AuditFilter]):
+    return services.search(Actor.from_request(request), filters.query())
+
+
+@router.get("/export.csv", response={200: None})
+def export(request, filters: Query[AuditFilter]):
+    rows = services.export(Actor.from_request(request), filters.query())
+    response = StreamingHttpResponse(rows, content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="audit.csv"'
+    return response
+
+
+@router.get("/verify", response=VerifyOut)
+def verify(request):
+    return services.verify_as(Actor.from_request(request)).as_dict()

@@ -1,0 +1,60 @@
+"""The audit trail: append-only and chained with SM3.
+
+hash(n) = SM3(hash(n-1) || canonical(record n)), hash(0) = 64 zeros. `seq` is contiguous from 1, and
+AuditHead holds the last seq and hash, so an edit, a deletion (even of the tail), an insertion or a
+reordering breaks either the chain or the head.
+"""
+
+import datetime as dt
+
+from django.db import models
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise PermissionError("the audit trail is append-only")
+
+    def delete(self):
+        raise PermissionError("the audit trail is append-only")
+
+
+class AuditRecord(models.Model):
+    seq = models.BigIntegerField(primary_key=True)
+    ts = models.BigIntegerField(db_index=True, help_text="microseconds since the Unix epoch, UTC")
+    actor = models.CharField(max_length=80, db_index=True)
+    actor_org = models.CharField(max_length=18, db_index=True, blank=True)
+    ip = models.CharField(max_length=45, blank=True)
+    action = models.CharField(max_length=64, db_index=True)
+    object_type = models.CharField(max_length=64, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    summary = models.TextField(blank=True, help_text="canonical JSON of what changed")
+    hash = models.CharField(max_length=64)
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-seq"]
+        db_table = "audit_record"
+
+    @property
+    def at(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.ts / 1_000_000, tz=dt.timezone.utc)
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise PermissionError("the audit trail is append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionError("the audit trail is append-only")
+
+
+class AuditHead(models.Model):
+    """One row: the end of the chain. Writers lock it (SELECT … FOR UPDATE) so the chain never forks."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    seq = models.BigIntegerField(default=0)
+    hash = models.CharField(max_length=64, default="0" * 64)
+
+    class Meta:
+        db_table = "audit_head"

@@ -1,0 +1,93 @@
+"""Roles and what each may do. This table is the whole access policy of the foundation; services ask
+`authz.allowed(...)`, never a role name, so API, UI and CLI get the same answer.
+
+Scope: ALL = any organization, OWN = the actor's own organization (plus organizations that granted the
+actor's organization access, see org.models.AccessGrant).
+
+三员分立: the platform (system) administrator runs organizations and accounts, the security administrator
+holds roles, unlocks and two-factor resets, the audit administrator reads the audit trail. No person may hold
+two of the three and no permission appears under two of them.
+"""
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+ALL = "all"
+OWN = "own"
+
+
+class Role(models.TextChoices):
+    PLATFORM_ADMIN = "platform_admin", _("Platform administrator")
+    SECURITY_ADMIN = "security_admin", _("Security administrator")
+    AUDIT_ADMIN = "audit_admin", _("Audit administrator")
+    LEADING_GROUP = "leading_group", _("Leading-group member")
+    DATA_OFFICER = "data_officer", _("Department data officer")
+    DATA_STEWARD = "data_steward", _("Data steward")
+    APP_DEVELOPER = "app_developer", _("Application-system developer")
+    STAFF = "staff", _("Staff")
+
+
+ADMIN_TRIO = frozenset({Role.PLATFORM_ADMIN, Role.SECURITY_ADMIN, Role.AUDIT_ADMIN})
+# Roles whose holders must use two-factor authentication before they can do anything.
+TWO_FACTOR_REQUIRED = ADMIN_TRIO
+
+
+class Perm(models.TextChoices):
+    ORG_MANAGE = "org.manage", _("Create and edit organizations")
+    USER_VIEW = "user.view", _("See user accounts")
+    USER_MANAGE = "user.manage", _("Create, edit and deactivate user accounts")
+    ROLE_ASSIGN = "role.assign", _("Assign and remove roles")
+    USER_UNLOCK = "user.unlock", _("Unlock accounts and reset two-factor")
+    GRANT_MANAGE = "grant.manage", _("Grant other organizations access")
+    SYSTEM_VIEW = "system.view", _("See application systems")
+    SYSTEM_MANAGE = "system.manage", _("Register application systems and issue API keys")
+    APIKEY_REVOKE = "apikey.revoke", _("Revoke API keys")
+    AUDIT_VIEW = "audit.view", _("Search and export the audit trail")
+
+
+ROLE_PERMISSIONS: dict[str, dict[str, str]] = {
+    Role.PLATFORM_ADMIN: {
+        Perm.ORG_MANAGE: ALL,
+        Perm.USER_VIEW: ALL,
+        Perm.USER_MANAGE: ALL,
+        Perm.SYSTEM_VIEW: ALL,
+        Perm.GRANT_MANAGE: ALL,
+    },
+    Role.SECURITY_ADMIN: {
+        Perm.USER_VIEW: ALL,
+        Perm.ROLE_ASSIGN: ALL,
+        Perm.USER_UNLOCK: ALL,
+        Perm.APIKEY_REVOKE: ALL,
+    },
+    Role.AUDIT_ADMIN: {
+        Perm.AUDIT_VIEW: ALL,
+    },
+    Role.LEADING_GROUP: {
+        Perm.USER_VIEW: ALL,
+        Perm.SYSTEM_VIEW: ALL,
+    },
+    Role.DATA_OFFICER: {
+        Perm.USER_VIEW: OWN,
+        Perm.SYSTEM_VIEW: OWN,
+        Perm.SYSTEM_MANAGE: OWN,
+        Perm.APIKEY_REVOKE: OWN,
+        Perm.GRANT_MANAGE: OWN,
+    },
+    Role.DATA_STEWARD: {
+        Perm.USER_VIEW: OWN,
+        Perm.SYSTEM_VIEW: OWN,
+    },
+    Role.APP_DEVELOPER: {
+        Perm.USER_VIEW: OWN,
+        Perm.SYSTEM_VIEW: OWN,
+        Perm.SYSTEM_MANAGE: OWN,
+        Perm.APIKEY_REVOKE: OWN,
+    },
+    Role.STAFF: {
+        Perm.USER_VIEW: OWN,
+        Perm.SYSTEM_VIEW: OWN,
+    },
+}
+
+# Permissions an AccessGrant may extend to another organization (read-only ones).
+GRANTABLE = frozenset({Perm.USER_VIEW, Perm.SYSTEM_VIEW})

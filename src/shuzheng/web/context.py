@@ -1,0 +1,28 @@
+"""Navigation shown in the base template: only the entries the signed-in user's roles can use."""
+
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
+
+from shuzheng.org.roles import Perm
+from shuzheng.org.services import Actor, authz
+
+NAV = [
+    ("web:home", _("Home"), None),
+    ("web:organizations", _("Organizations"), None),
+    ("web:users", _("Users"), Perm.USER_VIEW),
+    ("web:systems", _("Application systems"), Perm.SYSTEM_VIEW),
+    ("web:audit", _("Audit trail"), Perm.AUDIT_VIEW),
+]
+
+
+def navigation(request):
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {"nav": [], "large_text": request.session.get("large_text", False) if hasattr(request, "session") else False}
+    actor = Actor(user=user)
+    items = []
+    for name, label, perm in NAV:
+        if perm is None or authz.allowed(actor, perm):
+            url = reverse(name)
+            items.append({"url": url, "label": label, "active": request.path == url or (url != "/" and request.path.startswith(url))})
+    return {"nav": items, "large_text": user.large_text}
