@@ -237,3 +237,12 @@ def test_cli_verify_exit_codes(platform):
     finally:
         _django_script(platform, f"ACTION = {original!r}\n" + TAMPER_SEQ_7)
     assert platform.cli("audit", "verify").returncode == 0
+
+
+def test_nightly_verification_job_records_its_outcome(db):
+    from shuzheng.audit.tasks import nightly_chain_verification
+
+    outcome = nightly_chain_verification.call_local()
+    assert outcome["intact"] is True
+    last = AuditRecord.objects.order_by("-seq").first()
+    assert last.action == "audit.verify" and last.actor == "worker" and '"intact":true' in last.summary

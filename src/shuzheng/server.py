@@ -68,6 +68,8 @@ def serve(hosts: list[str], port: int, workers: int, threads: int, with_worker: 
         name = sock.getsockname()
         shown = f"[{name[0]}]" if sock.family == socket.AF_INET6 else name[0]
         print(f"Shuzheng listening on http://{shown}:{name[1]}/", flush=True)
+    if {"0.0.0.0", "::"} & set(hosts):
+        print(f"Open http://localhost:{port}/ in a browser.", flush=True)
     options = {
         "bind": [f"fd://{s.fileno()}" for s in sockets],
         "workers": workers,

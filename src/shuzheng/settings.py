@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "ninja",  # serves Swagger UI from its own static files, not a CDN
     "huey.contrib.djhuey",
     "shuzheng.core",
     "shuzheng.org",
@@ -164,7 +165,7 @@ TIME_ZONE = "Asia/Shanghai"
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATIC_ROOT = HOME / "static"
+
 WHITENOISE_USE_FINDERS = True
 
 # Background jobs: Huey on SQLite in SHUZHENG_HOME (embedded default); Redis at scale via SHUZHENG_REDIS_URL.
