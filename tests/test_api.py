@@ -13,9 +13,20 @@ from shuzheng.core.crypto import sm3_hex
 from shuzheng.org import services
 from shuzheng.org.models import ApiKey, ApplicationSystem, User
 
+# Messages are asserted in English (the source language); the default UI language is zh-hans.
+EN = {"Accept-Language": "en"}
+
+
+@pytest.fixture(autouse=True)
+def english():
+    from django.utils import translation
+
+    with translation.override("en"):
+        yield
+
 
 def as_user(demo, name) -> Client:
-    client = Client()
+    client = Client(headers=EN)
     client.force_login(demo.user(name))
     return client
 
@@ -56,7 +67,7 @@ def health_system(demo):
 
 
 def test_me_without_credentials_is_401_problem(db):
-    body = problem(Client().get("/api/v1/me"), 401)
+    body = problem(Client(headers=EN).get("/api/v1/me"), 401)
     assert "API key" in body["detail"]
 
 
@@ -77,14 +88,14 @@ def test_api_key_lifecycle(demo, civil_system):
     # Shown once: listing never returns it again.
     listed = dev.get("/api/v1/systems/grid/keys").json()
     assert listed[0]["status"] == "active" and "key" not in listed[0]
-    me = Client().get("/api/v1/me", HTTP_AUTHORIZATION=f"Bearer {raw}").json()
+    me = Client(headers=EN).get("/api/v1/me", HTTP_AUTHORIZATION=f"Bearer {raw}").json()
     assert me == {"kind": "system", "system": "grid", "organization": {"code": demo.org("civil-affairs").code,
                   "name": "定州市民政局"}, "username": None, "full_name": None, "roles": [], "two_factor": None}
-    assert Client().get("/api/v1/me", HTTP_X_API_KEY=raw).status_code == 200
+    assert Client(headers=EN).get("/api/v1/me", HTTP_X_API_KEY=raw).status_code == 200
     # Revoked: refused on the very next call.
     revoked = post(dev, f"/api/v1/keys/{stored.id}/revoke", {})
     assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
-    assert "revoked" in problem(Client().get("/api/v1/me", HTTP_AUTHORIZATION=f"Bearer {raw}"), 401)["detail"]
+    assert "revoked" in problem(Client(headers=EN).get("/api/v1/me", HTTP_AUTHORIZATION=f"Bearer {raw}"), 401)["detail"]
     assert problem(post(dev, f"/api/v1/keys/{stored.id}/revoke", {}), 409)
     assert AuditRecord.objects.filter(action="auth.apikey_failed", actor="system:grid").exists()
 
@@ -92,12 +103,12 @@ def test_api_key_lifecycle(demo, civil_system):
 def test_expired_bad_and_deactivated_keys(demo, civil_system):
     key, raw = services.create_api_key(demo.actor("developer"), "grid", "soon", 1)
     ApiKey.objects.filter(pk=key.pk).update(expires_at=timezone.now() - dt.timedelta(seconds=1))
-    assert "expired" in problem(Client().get("/api/v1/me", HTTP_AUTHORIZATION=f"Bearer {raw}"), 401)["detail"]
-    assert "not valid" in problem(Client().get("/api/v1/me", HTTP_AUTHORIZATION="Bearer sz_nope"), 401)["detail"]
-    assert problem(Client().get("/api/v1/me", HTTP_AUTHORIZATION="Bearer " + "x" * 5000), 401)
+    assert "expired" in problem(Client(headers=EN).get("/api/v1/me", HTTP_AUTHORIZATION=f"Bearer {raw}"), 401)["detail"]
+    assert "not valid" in problem(Client(headers=EN).get("/api/v1/me", HTTP_AUTHORIZATION="Bearer sz_nope"), 401)["detail"]
+    assert problem(Client(headers=EN).get("/api/v1/me", HTTP_AUTHORIZATION="Bearer " + "x" * 5000), 401)
     _key2, raw2 = services.create_api_key(demo.actor("developer"), "grid", "live", 10)
     services.update_system(demo.actor("developer"), "grid", {"is_active": False})
-    assert "deactivated" in problem(Client().get("/api/v1/me", HTTP_AUTHORIZATION=f"Bearer {raw2}"), 401)["detail"]
+    assert "deactivated" in problem(Client(headers=EN).get("/api/v1/me", HTTP_AUTHORIZATION=f"Bearer {raw2}"), 401)["detail"]
 
 
 def test_key_lifetime_is_bounded(demo, civil_system):
@@ -109,7 +120,7 @@ def test_key_lifetime_is_bounded(demo, civil_system):
 
 def test_a_system_key_cannot_manage_anything(demo, civil_system):
     _key, raw = services.create_api_key(demo.actor("developer"), "grid", "", 10)
-    client = Client()
+    client = Client(headers=EN)
     resp = client.post("/api/v1/users", json.dumps({"username": "x1", "full_name": "x", "organization":
                        demo.org("civil-affairs").code, "password": "Aa1!aaaaaaaaaa"}), content_type="application/json",
                        HTTP_AUTHORIZATION=f"Bearer {raw}")
@@ -203,7 +214,7 @@ def test_three_administrators_are_separate(demo):
     body = problem(post(sec, "/api/v1/users/admin/roles", {"role": "audit_admin"}), 422)
     assert fields(body) == {"role"} and "admin" in body["detail"]
     problem(post(sec, "/api/v1/users/secadmin/roles", {"role": "staff"}), 403)
-    problem(Client().get("/api/v1/audit"), 401)
+    problem(Client(headers=EN).get("/api/v1/audit"), 401)
 
 
 def test_the_database_itself_refuses_a_second_administrator_role(demo):
@@ -280,22 +291,22 @@ def test_pagination_bounds(demo):
 
 
 def test_csrf_is_enforced_for_session_writes(demo):
-    client = Client(enforce_csrf_checks=True)
+    client = Client(enforce_csrf_checks=True, headers=EN)
     client.force_login(demo.user("admin"))
     resp = post(client, f"/api/v1/users/staff/unlock", {})
     assert resp.status_code == 403
 
 
 def test_openapi_and_docs(db):
-    spec = Client().get("/api/v1/openapi.json")
+    spec = Client(headers=EN).get("/api/v1/openapi.json")
     assert spec.status_code == 200
     paths = spec.json()["paths"]
     assert "/api/v1/me" in paths and "/api/v1/audit" in paths
-    assert Client().get("/api/v1/docs").status_code == 200
+    assert Client(headers=EN).get("/api/v1/docs").status_code == 200
 
 
 def test_unknown_api_path_is_problem_json(db):
-    problem(Client().get("/api/v1/nothing-here"), 404)
+    problem(Client(headers=EN).get("/api/v1/nothing-here"), 404)
 
 
 def test_system_creation_is_scoped_to_own_department(demo):
@@ -305,3 +316,11 @@ def test_system_creation_is_scoped_to_own_department(demo):
     assert "code" in fields(problem(post(dev, "/api/v1/systems", {**body, "code": "Bad Code",
                                                                  "organization": demo.org("civil-affairs").code}), 422))
     assert not ApplicationSystem.objects.filter(code="other-dept").exists()
+
+
+def test_problem_details_follow_the_language(db):
+    from django.test import Client as Plain
+
+    assert Plain().get("/api/v1/me", HTTP_AUTHORIZATION="Bearer sz_nope").json()["detail"] == "API 密钥无效。"
+    assert Plain(headers=EN).get("/api/v1/me", HTTP_AUTHORIZATION="Bearer sz_nope").json()["detail"] == \
+        "The API key is not valid."

@@ -19,6 +19,17 @@ from shuzheng.org.models import User
 
 PASSWORD = "Dingzhou#2026"
 
+# Messages are asserted in English (the source language); the default UI language is zh-hans.
+EN = {"Accept-Language": "en"}
+
+
+@pytest.fixture(autouse=True)
+def english():
+    from django.utils import translation
+
+    with translation.override("en"):
+        yield
+
 
 def test_passwords_are_argon2id(demo):
     assert demo.user("staff").password.startswith("argon2$argon2id$")
@@ -147,7 +158,7 @@ def _csrf(client, url):
 
 
 def test_administrator_sign_in_goes_through_enrolment(demo):
-    client = Client(enforce_csrf_checks=True)
+    client = Client(enforce_csrf_checks=True, headers=EN)
     token = _csrf(client, "/login/")
     resp = client.post("/login/", {"username": "auditor", "password": PASSWORD, "csrfmiddlewaretoken": token})
     assert resp.status_code == 302 and resp["Location"].startswith("/two-factor/enrol/")
@@ -167,25 +178,25 @@ def test_administrator_sign_in_goes_through_enrolment(demo):
 
 
 def test_wrong_password_shows_the_error_at_the_field(db):
-    resp = Client().post("/login/", {"username": "staff", "password": "nope"})
+    resp = Client(headers=EN).post("/login/", {"username": "staff", "password": "nope"})
     assert resp.status_code == 200
     html = resp.content.decode()
     assert 'class="field has-error"' in html and 'role="alert"' in html
 
 
 def test_login_without_csrf_token_is_refused(db):
-    resp = Client(enforce_csrf_checks=True).post("/login/", {"username": "staff", "password": PASSWORD})
+    resp = Client(enforce_csrf_checks=True, headers=EN).post("/login/", {"username": "staff", "password": PASSWORD})
     assert resp.status_code == 403
 
 
 def test_open_redirect_after_login_is_refused(db):
-    resp = Client().post("/login/?next=https://evil.example/", {"username": "staff", "password": PASSWORD,
+    resp = Client(headers=EN).post("/login/?next=https://evil.example/", {"username": "staff", "password": PASSWORD,
                                                                 "next": "https://evil.example/"})
     assert resp["Location"] == "/"
 
 
 def test_idle_session_expires(demo):
-    client = Client()
+    client = Client(headers=EN)
     client.post("/login/", {"username": "staff", "password": PASSWORD})
     assert client.get("/").status_code == 200
     assert settings.SESSION_COOKIE_AGE == 15 * 60 and settings.SESSION_SAVE_EVERY_REQUEST
@@ -198,7 +209,7 @@ def test_idle_session_expires(demo):
 
 
 def test_security_headers_and_cookie_flags(db):
-    client = Client()
+    client = Client(headers=EN)
     resp = client.get("/login/")
     assert "default-src 'self'" in resp["Content-Security-Policy"] and "script-src 'self';" in resp["Content-Security-Policy"]
     assert resp["X-Frame-Options"] == "DENY"
