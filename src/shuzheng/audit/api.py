@@ -1,7 +1,5 @@
 """Audit-trail endpoints: audit administrators search, export and verify; nothing can change a record."""
 
-from __future__ import annotations
-
 import datetime as dt
 
 from django.http import StreamingHttpResponse

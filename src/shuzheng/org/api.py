@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from ninja import Field, Router, Schema
+from ninja import Field, Router, Schema, Status
 from ninja.pagination import LimitOffsetPagination, paginate
 
 from shuzheng.org import services
@@ -225,7 +225,7 @@ def get_organization(request, code: str):
 
 @router.post("/organizations", response={201: OrganizationOut})
 def create_organization(request, body: OrganizationIn):
-    return 201, services.create_organization(Actor.from_request(request), body.dict())
+    return Status(201, services.create_organization(Actor.from_request(request), body.dict()))
 
 
 @router.patch("/organizations/{code}", response=OrganizationOut)
@@ -246,7 +246,7 @@ def get_user(request, username: str):
 
 @router.post("/users", response={201: UserOut})
 def create_user(request, body: UserIn):
-    return 201, services.create_user(Actor.from_request(request), body.dict())
+    return Status(201, services.create_user(Actor.from_request(request), body.dict()))
 
 
 @router.patch("/users/{username}", response=UserOut)
@@ -257,20 +257,20 @@ def update_user(request, username: str, body: UserPatch):
 @router.post("/users/{username}/password", response={204: None})
 def set_password(request, username: str, body: PasswordIn):
     services.set_password(Actor.from_request(request), username, body.new_password, body.old_password)
-    return 204, None
+    return Status(204, None)
 
 
 @router.post("/users/{username}/roles", response={201: UserOut})
 def assign_role(request, username: str, body: RoleIn):
     actor = Actor.from_request(request)
     services.assign_role(actor, username, body.role)
-    return 201, services.get_user(actor, username)
+    return Status(201, services.get_user(actor, username))
 
 
 @router.delete("/users/{username}/roles/{role}", response={204: None})
 def remove_role(request, username: str, role: str):
     services.remove_role(Actor.from_request(request), username, role)
-    return 204, None
+    return Status(204, None)
 
 
 @router.post("/users/{username}/unlock", response=UserOut)
@@ -296,7 +296,7 @@ def get_system(request, code: str):
 
 @router.post("/systems", response={201: SystemOut})
 def create_system(request, body: SystemIn):
-    return 201, services.create_system(Actor.from_request(request), body.dict())
+    return Status(201, services.create_system(Actor.from_request(request), body.dict()))
 
 
 @router.patch("/systems/{code}", response=SystemOut)
@@ -313,7 +313,7 @@ def list_keys(request, code: str):
 def create_key(request, code: str, body: KeyIn):
     key, raw = services.create_api_key(Actor.from_request(request), code, body.label, body.days)
     key.key = raw
-    return 201, key
+    return Status(201, key)
 
 
 @router.post("/keys/{key_id}/revoke", response=KeyOut)
@@ -328,8 +328,8 @@ def list_grants(request):
 
 @router.post("/grants", response={201: GrantOut})
 def create_grant(request, body: GrantIn):
-    return 201, services.grant_access(Actor.from_request(request), body.owner, body.grantee, body.permission,
-                                      body.reason, body.expires_at)
+    return Status(201, services.grant_access(Actor.from_request(request), body.owner, body.grantee, body.permission,
+                                      body.reason, body.expires_at))
 
 
 @router.post("/grants/{grant_id}/revoke", response=GrantOut)
