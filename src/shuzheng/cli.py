@@ -12,8 +12,12 @@ import sys
 def _django():
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shuzheng.settings")
     import django
+    from django.utils import translation
 
     django.setup()
+    # Messages follow the operator's locale: SHUZHENG_LANGUAGE, else LANG (zh_CN… → 简体中文), else English.
+    lang = os.environ.get("SHUZHENG_LANGUAGE") or ("zh-hans" if os.environ.get("LANG", "").startswith("zh") else "en")
+    translation.activate(lang)
 
 
 def cmd_migrate(args):

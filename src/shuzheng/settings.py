@@ -5,6 +5,10 @@ DATABASE_URL       PostgreSQL in production (postgres://user@host:5432/db); SQLi
 SHUZHENG_SECRET_KEY  Django secret; generated once into SHUZHENG_HOME/keys/secret_key when unset
 SHUZHENG_HTTPS     "1" when served behind TLS: Secure, __Host- cookies and HSTS
 SHUZHENG_ALLOWED_HOSTS  comma-separated; default "*" for the embedded demo
+SHUZHENG_TRUST_X_FORWARDED_FOR  "1" behind a reverse proxy that appends the client address
+SHUZHENG_IDLE_TIMEOUT_MINUTES, SHUZHENG_LOCKOUT_THRESHOLD, SHUZHENG_LOCKOUT_MINUTES, SHUZHENG_PASSWORD_MIN_LENGTH,
+SHUZHENG_API_KEY_MAX_DAYS  identity policy (defaults 15, 5, 30, 12, 366)
+DJANGO_SETTINGS_MODULE is shuzheng.settings; SHUZHENG_REDIS_URL moves the job queue to Redis.
 """
 
 import os
@@ -42,6 +46,8 @@ SECRET_KEY = _secret_key()
 DEBUG = os.environ.get("SHUZHENG_DEBUG") == "1"
 ALLOWED_HOSTS = os.environ.get("SHUZHENG_ALLOWED_HOSTS", "*").split(",")
 HTTPS = os.environ.get("SHUZHENG_HTTPS") == "1"
+# Behind the city's reverse proxy: take the client address from the proxy's X-Forwarded-For entry.
+TRUST_X_FORWARDED_FOR = os.environ.get("SHUZHENG_TRUST_X_FORWARDED_FOR") == "1"
 
 INSTALLED_APPS = [
     "django.contrib.auth",

@@ -1,11 +1,128 @@
+"""Audit-trail pages for audit administrators: search with paging, CSV export, chain verification.
+The services check the permission (audit.view); a refusal is a 403 page."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django import forms
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import StreamingHttpResponse
 from django.shortcuts import render
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
 
 from shuzheng.audit import services
-from shuzheng.org.services import Actor
+from shuzheng.core.errors import Forbidden, ServiceError
+from shuzheng.org.roles import Perm
+from shuzheng.org.services import Actor, authz
+from shuzheng.web.forms import show_service_error
+
+PAGE_SIZE = 50
+DATETIME_LOCAL = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"]
+
+
+class _DateTimeLocal(forms.DateTimeInput):
+    input_type = "datetime-local"
+
+    def __init__(self, attrs=None):
+        super().__init__(attrs, format="%Y-%m-%dT%H:%M")
+
+
+class AuditFilterForm(forms.Form):
+    actor = forms.CharField(label=_("Actor"), required=False, max_length=80,
+                            help_text=_("Username, or system:<code> for an application system."),
+                            widget=forms.TextInput(attrs={"spellcheck": "false"}))
+    actor_org = forms.CharField(label=_("Organization credit code"), required=False, max_length=18,
+                                widget=forms.TextInput(attrs={"spellcheck": "false"}))
+    action = forms.CharField(label=_("Action"), required=False, max_length=64,
+                             help_text=_("Prefix, e.g. auth. or user.role_"),
+                             widget=forms.TextInput(attrs={"spellcheck": "false"}))
+    ip = forms.CharField(label=_("IP address"), required=False, max_length=45,
+                         widget=forms.TextInput(attrs={"spellcheck": "false"}))
+    since = forms.DateTimeField(label=_("From"), required=False, input_formats=DATETIME_LOCAL, widget=_DateTimeLocal)
+    until = forms.DateTimeField(label=_("Until (exclusive)"), required=False, input_formats=DATETIME_LOCAL,
+                                widget=_DateTimeLocal)
+
+    def query(self) -> services.AuditQuery:
+        data = self.cleaned_data
+
+        def micros(t: dt.datetime | None) -> int | None:
+            if t is None:
+                return None
+            if timezone.is_naive(t):
+                t = timezone.make_aware(t)
+            return int(t.timestamp() * 1_000_000)
+
+        return services.AuditQuery(actor=data["actor"].strip(), actor_org=data["actor_org"].strip().upper(),
+                                   action=data["action"].strip(), ip=data["ip"].strip(),
+                                   since_us=micros(data["since"]), until_us=micros(data["until"]))
+
+
+def _forbidden(exc: ServiceError) -> None:
+    if isinstance(exc, Forbidden):
+        raise PermissionDenied(str(exc.detail))
+
+
+def _require_auditor(actor: Actor) -> None:
+    # The services refuse too; this only keeps the page itself (the filter form) from non-auditors.
+    if not authz.allowed(actor, Perm.AUDIT_VIEW):
+        raise PermissionDenied
+
+
+def _page_context(form, page=None, query="", can_export=False) -> dict:
+    return {"form": form, "page": page, "query": query, "can_export": can_export}
 
 
 @login_required
 def audit_view(request):
-    records = services.search(Actor.from_request(request), services.AuditQuery())[:100]
-    return render(request, "audit/audit.html", {"records": records})
+    actor = Actor.from_request(request)
+    _require_auditor(actor)
+    form = AuditFilterForm(request.GET or None)
+    if form.is_bound and not form.is_valid():
+        return render(request, "audit/audit.html", _page_context(form))
+    try:
+        records = services.search(actor, form.query() if form.is_bound else services.AuditQuery())
+    except ServiceError as exc:
+        _forbidden(exc)
+        show_service_error(form, exc)
+        return render(request, "audit/audit.html", _page_context(form))
+    page = Paginator(records, PAGE_SIZE).get_page(request.GET.get("page"))
+    params = request.GET.copy()
+    params.pop("page", None)
+    return render(request, "audit/audit.html", _page_context(form, page, params.urlencode(), True))
+
+
+@never_cache
+@login_required
+def export_view(request):
+    actor = Actor.from_request(request)
+    _require_auditor(actor)
+    form = AuditFilterForm(request.GET or None)
+    if form.is_bound and not form.is_valid():
+        return render(request, "audit/audit.html", _page_context(form), status=400)
+    try:
+        rows = services.export(actor, form.query() if form.is_bound else services.AuditQuery())
+    except ServiceError as exc:
+        _forbidden(exc)
+        show_service_error(form, exc)
+        return render(request, "audit/audit.html", _page_context(form), status=400)
+    name = timezone.localtime().strftime("audit-%Y%m%d-%H%M%S.csv")
+    response = StreamingHttpResponse(rows, content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
+
+
+@login_required
+@require_POST
+def verify_view(request):
+    try:
+        result = services.verify_as(Actor.from_request(request))
+    except ServiceError as exc:
+        _forbidden(exc)
+        raise
+    return render(request, "audit/verify.html", {"result": result})

@@ -202,14 +202,7 @@ def me(request):
 @router.get("/regions", response=list[RegionOut])
 @paginate(LimitOffsetPagination)
 def list_regions(request, parent: str = "", level: str = ""):
-    from shuzheng.org.models import Region
-
-    qs = Region.objects.select_related("parent")
-    if parent:
-        qs = qs.filter(parent__code=parent)
-    if level:
-        qs = qs.filter(level=level)
-    return qs
+    return services.list_regions(parent=parent, level=level)
 
 
 @router.get("/organizations", response=list[OrganizationOut])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
+import ipaddress
 import secrets
 from dataclasses import dataclass, field
 
@@ -98,13 +99,20 @@ class Actor:
 
 
 def client_ip(request) -> str:
-    # Behind the city's reverse proxy set SHUZHENG_TRUST_X_FORWARDED_FOR=1; otherwise the header is ignored,
-    # since any client can forge it.
-    if getattr(settings, "TRUST_X_FORWARDED_FOR", False):
+    """The caller's address for audit and (later) address allow-lists. Behind the city's reverse proxy set
+    SHUZHENG_TRUST_X_FORWARDED_FOR=1: the proxy appends the address it saw, so the rightmost entry is the
+    one to trust (entries to its left come from the client and can be forged). Never anything but an IP."""
+    candidates = [request.META.get("REMOTE_ADDR", "")]
+    if settings.TRUST_X_FORWARDED_FOR:
         forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
         if forwarded:
-            return forwarded.split(",")[0].strip()[:45]
-    return request.META.get("REMOTE_ADDR", "")[:45]
+            candidates.insert(0, forwarded.split(",")[-1].strip())
+    for candidate in candidates:
+        try:
+            return str(ipaddress.ip_address(candidate))
+        except ValueError:
+            continue
+    return ""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -191,6 +199,16 @@ def _require_fields(data: dict, names: list[str]) -> None:
 # --------------------------------------------------------------------------------------------------
 # Regions and organizations (D1)
 # --------------------------------------------------------------------------------------------------
+
+
+def list_regions(parent: str = "", level: str = "") -> QuerySet:
+    """Regions are public reference data (GB/T 2260 and the statistical division codes below it)."""
+    qs = Region.objects.select_related("parent")
+    if parent:
+        qs = qs.filter(parent__code=parent)
+    if level:
+        qs = qs.filter(level=level)
+    return qs
 
 
 def get_region(code: str, field_name: str = "region") -> Region:
@@ -338,18 +356,28 @@ def list_users(actor: Actor, org_code: str = "", q: str = "", role: str = "") ->
 
 
 def get_user(actor: Actor, username: str) -> User:
+    """A fresh copy (never the actor's own instance, which a failed edit must not leave changed)."""
     if actor.user is not None and actor.user.username == username:
-        return actor.user
-    user = list_users(actor).filter(username=username).first()
+        qs = User.objects.select_related("organization")  # everyone can see themselves
+    else:
+        qs = list_users(actor)
+    user = qs.filter(username=username).first()
     if user is None:
         raise NotFound(_("No user %(name)s.") % {"name": username})
     return user
 
 
+# Words the UI uses in user URLs (/users/new/).
+RESERVED_USERNAMES = frozenset({"new", "me", "admin-new"})
+
+
 def create_user(actor: Actor, data: dict) -> User:
-    _require_fields(data, ["username", "full_name", "organization", "password"])
+    _require_fields(data, ["organization"])
     org = get_organization(data["organization"])
     authz.require(actor, Perm.USER_MANAGE, org)
+    _require_fields(data, ["username", "full_name", "password"])
+    if data["username"].strip().lower() in RESERVED_USERNAMES:
+        raise ValidationFailed.of("username", _("This username is reserved."))
     user = User(
         username=data["username"].strip(),
         full_name=data["full_name"].strip(),
