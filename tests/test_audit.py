@@ -13,6 +13,15 @@ from shuzheng.core.errors import Forbidden
 from shuzheng.org import services
 
 
+@pytest.fixture(autouse=True)
+def english():
+    """Reasons are asserted in English (the source language); the default language is zh-hans."""
+    from django.utils import translation
+
+    with translation.override("en"):
+        yield
+
+
 def _bypass_triggers():
     """What someone with write access to the database itself would do first."""
     with connection.cursor() as cur:
@@ -77,7 +86,7 @@ def test_database_triggers_refuse_update_and_delete(db):
     assert audit.verify().intact
 
 
-@pytest.mark.parametrize("tamper", ["edit", "edit_time", "delete", "delete_tail", "insert", "reorder"])
+@pytest.mark.parametrize("tamper", ["edit", "edit_time", "delete", "delete_tail", "insert", "insert_before", "reorder"])
 def test_tampering_is_detected_and_named(demo, tamper):
     _write(5, demo.cli())
     last = _last_seq()
@@ -106,6 +115,12 @@ def test_tampering_is_detected_and_named(demo, tamper):
                 [last + 1, rec.ts + 1, audit.chain_hash(rec.hash, body)],
             )
             expected = last + 1
+        elif tamper == "insert_before":
+            # A forged record slipped in before the first one.
+            cur.execute(
+                "INSERT INTO audit_record (seq, ts, actor, actor_org, ip, action, object_type, object_id, summary, hash)"
+                " VALUES (0, 0, 'forger', '', '', 'user.create', '', '', '{}', %s)", ["0" * 64])
+            expected = 0
         elif tamper == "reorder":
             cur.execute("UPDATE audit_record SET seq = -1 WHERE seq = %s", [target])
             cur.execute("UPDATE audit_record SET seq = %s WHERE seq = %s", [target, target + 1])

@@ -190,6 +190,11 @@ def _clean(instance, exclude=None) -> None:
         raise ValidationFailed(errors[0].message, errors) from None
 
 
+def _diff(before: dict, after: dict) -> dict:
+    """{field: [old, new]} for the fields that changed: the summary an update's audit record carries."""
+    return {k: [before[k], after[k]] for k in after if before[k] != after[k]}
+
+
 def _require_fields(data: dict, names: list[str]) -> None:
     missing = [FieldError(n, _("This field is required.")) for n in names if not str(data.get(n) or "").strip()]
     if missing:
@@ -312,7 +317,7 @@ def update_organization(actor: Actor, code: str, data: dict) -> Organization:
         _apply_org(org, data)
         _clean(org)
         after = _org_snapshot(org)
-        changes = {k: [before[k], after[k]] for k in after if before[k] != after[k]}
+        changes = _diff(before, after)
         if changes:
             org.save()
             audit.record(actor, "org.update", org, summary={"code": code, "changes": changes})
@@ -411,7 +416,7 @@ def update_user(actor: Actor, username: str, data: dict) -> User:
             raise ValidationFailed.of("is_active", _("You cannot deactivate your own account."))
         _clean(user, exclude=["password"])
         after = _user_snapshot(user)
-        changes = {k: [before[k], after[k]] for k in after if before[k] != after[k]}
+        changes = _diff(before, after)
         if not changes:
             return user
         user.save()
