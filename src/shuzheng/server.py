@@ -82,6 +82,8 @@ def serve(hosts: list[str], port: int, workers: int, threads: int, with_worker: 
         "forwarded_allow_ips": os.environ.get("SHUZHENG_FORWARDED_ALLOW_IPS", "127.0.0.1,::1"),
         "on_exit": lambda _arbiter: stop_worker(),
         "proc_name": "shuzheng",
+        # gunicorn's control socket lives in $HOME, shared by every instance of the user: not used here.
+        "control_socket_disable": True,
     }
     try:
         _Gunicorn(options).run()
