@@ -324,3 +324,36 @@ def test_problem_details_follow_the_language(db):
     assert Plain().get("/api/v1/me", HTTP_AUTHORIZATION="Bearer sz_nope").json()["detail"] == "API 密钥无效。"
     assert Plain(headers=EN).get("/api/v1/me", HTTP_AUTHORIZATION="Bearer sz_nope").json()["detail"] == \
         "The API key is not valid."
+
+
+def test_nul_characters_are_refused_everywhere(demo):
+    """PostgreSQL cannot store or compare NUL: without the guard these would be 500s there."""
+    admin = as_user(demo, "admin")
+    count = User.objects.count()
+    problem(admin.get("/api/v1/organizations?q=%00"), 400)
+    problem(admin.get("/api/v1/users/a%00b"), 400)
+    problem(post(admin, "/api/v1/users", {"username": "nul.user", "full_name": "x\u0000", "password": "Kx9#mP2$vLq7",
+                                          "organization": demo.org("health").code}), 400)
+    assert User.objects.count() == count
+    form = Client(headers=EN).post("/login/", "username=staff%00&password=x",
+                                   content_type="application/x-www-form-urlencoded")
+    assert form.status_code == 400
+    # A multipart form (as file uploads use) reaches the form, whose fields refuse NUL themselves.
+    multipart = Client(headers=EN).post("/login/", {"username": "staff\u0000", "password": "x"})
+    assert multipart.status_code == 200 and "Null characters are not allowed" in multipart.content.decode()
+    assert admin.get("/users/?q=%00").status_code == 400
+
+
+def test_pages_are_capped(demo):
+    admin = as_user(demo, "admin")
+    assert "limit" in fields(problem(admin.get("/api/v1/users?limit=100000"), 422))
+    assert len(admin.get("/api/v1/users?limit=500").json()["items"]) == User.objects.count()
+
+
+def test_grant_expiry_without_offset_is_local_time(demo):
+    health = as_user(demo, "officer-health")
+    body = {"owner": demo.org("health").code, "grantee": demo.org("civil-affairs").code, "permission": "user.view",
+            "reason": "联合救助", "expires_at": "2020-01-01T00:00:00"}
+    assert fields(problem(post(health, "/api/v1/grants", body), 422)) == {"expires_at"}
+    created = post(health, "/api/v1/grants", {**body, "expires_at": "2099-01-01T08:00:00"})
+    assert created.status_code == 201 and created.json()["expires_at"] == "2099-01-01T08:00:00+08:00"

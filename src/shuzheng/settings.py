@@ -65,6 +65,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "shuzheng.core.middleware.SecurityHeadersMiddleware",
+    "shuzheng.core.middleware.RejectNulMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -169,6 +170,9 @@ LOCALE_PATHS = [BASE_DIR / "locale"]
 USE_I18N = True
 TIME_ZONE = "Asia/Shanghai"
 USE_TZ = True
+
+# API pages: at most this many items per request (limit=…); more is a 422 naming `limit`.
+NINJA_PAGINATION_MAX_LIMIT = 500
 
 STATIC_URL = "/static/"
 

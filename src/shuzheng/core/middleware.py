@@ -2,8 +2,7 @@
 
 import json
 
-from django.conf import settings
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseBadRequest
 
 # No inline script anywhere: htmx and our own JS are static files, so the policy can be strict.
 CSP = (
@@ -59,3 +58,28 @@ class ProblemJsonMiddleware:
             detail = "CSRF check failed" if response.status_code == 403 else title
             return problem_response(response.status_code, title, detail)
         return response
+
+
+class RejectNulMiddleware:
+    """PostgreSQL text cannot hold NUL, so a NUL reaching a query would be a 500, and no identifier, name
+    or search term has a use for one. Requests carrying one in the path, the query string or a form or
+    JSON body (raw, %00 or \\u0000) are answered 400 before any view runs. Multipart bodies (file uploads)
+    are left alone: their files may hold any byte."""
+
+    BODY_TYPES = ("application/x-www-form-urlencoded", "application/json")
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        query = request.META.get("QUERY_STRING", "").lower()
+        suspect = "\x00" in request.path or "%00" in query
+        if not suspect and request.content_type in self.BODY_TYPES:
+            body = request.body.lower()
+            suspect = b"\x00" in body or b"%00" in body or b"\\u0000" in body
+        if suspect:
+            detail = "The request contains a NUL character, which no field accepts."
+            if request.path.startswith("/api/"):
+                return problem_response(400, "Bad request", detail)
+            return HttpResponseBadRequest(detail)
+        return self.get_response(request)

@@ -551,6 +551,8 @@ def grant_access(actor: Actor, owner_code: str, grantee_code: str, permission: s
         raise ValidationFailed.of("grantee", _("An organization already sees its own objects."))
     if not (reason or "").strip():
         raise ValidationFailed.of("reason", _("State why access is granted."))
+    if expires_at is not None and timezone.is_naive(expires_at):
+        expires_at = timezone.make_aware(expires_at)  # a time without offset is the city's local time
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationFailed.of("expires_at", _("The expiry must be in the future."))
     with transaction.atomic():
