@@ -261,47 +261,47 @@ def user_role_assign_view(request, username):
     return _user_page(request, actor, _get_user(actor, username), role_form=form)
 
 
-@login_required
-@require_POST
-def user_role_remove_view(request, username):
-    actor = Actor.from_request(request)
-    role = request.POST.get("role", "")
+def _button_action(request, call, success, target):
+    """A POST button (remove a role, unlock, reset two-factor, revoke a key): run the service, report the
+    outcome as a message and go back to the page the button was on. `success` gets the service's result."""
     try:
-        services.remove_role(actor, username, role)
+        result = call(Actor.from_request(request))
     except ServiceError as exc:
         _http_error(exc)
         messages.error(request, str(exc.detail))
     else:
-        label = Role(role).label if role in Role.values else role
-        messages.success(request, _("Role %(role)s removed from %(name)s.") % {"role": label, "name": username})
-    return redirect("web:user", username=username)
+        messages.success(request, success(result))
+    return target
+
+
+@login_required
+@require_POST
+def user_role_remove_view(request, username):
+    role = request.POST.get("role", "")
+    label = Role(role).label if role in Role.values else role
+    return _button_action(
+        request, lambda actor: services.remove_role(actor, username, role),
+        lambda _r: _("Role %(role)s removed from %(name)s.") % {"role": label, "name": username},
+        redirect("web:user", username=username))
 
 
 @login_required
 @require_POST
 def user_unlock_view(request, username):
-    try:
-        services.unlock_user(Actor.from_request(request), username)
-    except ServiceError as exc:
-        _http_error(exc)
-        messages.error(request, str(exc.detail))
-    else:
-        messages.success(request, _("%(name)s is unlocked.") % {"name": username})
-    return redirect("web:user", username=username)
+    return _button_action(
+        request, lambda actor: services.unlock_user(actor, username),
+        lambda _r: _("%(name)s is unlocked.") % {"name": username},
+        redirect("web:user", username=username))
 
 
 @login_required
 @require_POST
 def user_reset_two_factor_view(request, username):
-    try:
-        services.reset_two_factor(Actor.from_request(request), username)
-    except ServiceError as exc:
-        _http_error(exc)
-        messages.error(request, str(exc.detail))
-    else:
-        messages.success(request, _("Two-factor authentication of %(name)s is reset; they set it up again at "
-                                    "their next sign-in.") % {"name": username})
-    return redirect("web:user", username=username)
+    return _button_action(
+        request, lambda actor: services.reset_two_factor(actor, username),
+        lambda _r: _("Two-factor authentication of %(name)s is reset; they set it up again at "
+                     "their next sign-in.") % {"name": username},
+        redirect("web:user", username=username))
 
 
 @login_required
@@ -401,11 +401,7 @@ def key_create_view(request, code):
 @login_required
 @require_POST
 def key_revoke_view(request, code, key_id):
-    try:
-        key = services.revoke_api_key(Actor.from_request(request), key_id)
-    except ServiceError as exc:
-        _http_error(exc)
-        messages.error(request, str(exc.detail))
-    else:
-        messages.success(request, _("Key %(prefix)s… is revoked.") % {"prefix": key.prefix})
-    return redirect(reverse("web:system", kwargs={"code": code}))
+    return _button_action(
+        request, lambda actor: services.revoke_api_key(actor, key_id),
+        lambda key: _("Key %(prefix)s… is revoked.") % {"prefix": key.prefix},
+        redirect(reverse("web:system", kwargs={"code": code})))
