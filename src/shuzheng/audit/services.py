@@ -8,7 +8,6 @@ the chain; call it as the last step of a service to keep that lock short.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import multiprocessing
@@ -20,12 +19,11 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Iterator
 
-from cryptography.hazmat.primitives import hashes
 from django.db import connection, transaction
 from django.utils.translation import gettext as _
 
 from shuzheng.audit.models import AuditHead, AuditRecord
-from shuzheng.core.crypto import sm3
+from shuzheng.core.crypto import new_sm3, sm3_hex
 from shuzheng.core.errors import ValidationFailed
 
 GENESIS = "0" * 64
@@ -40,7 +38,7 @@ def canonical(seq, ts, actor, actor_org, ip, action, object_type, object_id, sum
 
 
 def chain_hash(prev_hash: str, body: bytes) -> str:
-    return sm3(prev_hash.encode() + body).hex()
+    return sm3_hex(prev_hash.encode() + body)
 
 
 def _clean(value, limit: int) -> str:
@@ -117,28 +115,6 @@ VERIFY_PARALLEL_MIN = 200_000  # below this, starting a pool costs more than it 
 VERIFY_MAX_WORKERS = 8
 
 
-class _CryptographySM3:
-    """hashlib's interface over `cryptography`'s SM3, for a Python whose OpenSSL has no SM3 in hashlib."""
-
-    def __init__(self):
-        self._h = hashes.Hash(hashes.SM3())
-
-    def update(self, data: bytes) -> None:
-        self._h.update(data)
-
-    def hexdigest(self) -> str:
-        return self._h.finalize().hex()
-
-
-def _sm3_factory():
-    """A function returning a fresh SM3 context. hashlib's (OpenSSL's SM3) is copied from a prototype: the
-    per-call cost, not the hashing, dominates on 200-byte records, and copying skips OpenSSL's algorithm fetch."""
-    try:
-        return hashlib.new("sm3").copy
-    except ValueError:
-        return _CryptographySM3
-
-
 def _canonical_sql(vendor: str) -> str:
     """SELECT of (seq, canonical bytes, hash bytes): the database joins the fields, so Python receives three
     values a record instead of ten and builds no string (about a third of the per-record cost). It is
@@ -185,7 +161,6 @@ def _check_range(cur, lo: int, hi: int) -> tuple[int, int | None, str, str]:
         cur.execute("SELECT hash FROM audit_record WHERE seq = %s", [lo])
         row = cur.fetchone()
         prev = row[0].encode() if row else GENESIS.encode()
-    new_sm3 = _sm3_factory()
     expected = lo + 1
     count = 0
     for seq, body, digest in _rows(cur, lo, hi):
