@@ -293,7 +293,7 @@ def test_pagination_bounds(demo):
 def test_csrf_is_enforced_for_session_writes(demo):
     client = Client(enforce_csrf_checks=True, headers=EN)
     client.force_login(demo.user("admin"))
-    resp = post(client, f"/api/v1/users/staff/unlock", {})
+    resp = post(client, "/api/v1/users/staff/unlock", {})
     assert resp.status_code == 403
 
 

@@ -8,7 +8,6 @@ import datetime as dt
 from django import forms
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.http import StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -17,12 +16,11 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from shuzheng.audit import services
-from shuzheng.core.errors import Forbidden, ServiceError
+from shuzheng.core.errors import ServiceError
 from shuzheng.org.roles import Perm
 from shuzheng.org.services import Actor, authz
-from shuzheng.web.forms import show_service_error
+from shuzheng.web.pages import page_of, query_without_page, raise_http_error, show_form_error
 
-PAGE_SIZE = 50
 DATETIME_LOCAL = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"]
 
 
@@ -63,11 +61,6 @@ class AuditFilterForm(forms.Form):
                                    since_us=micros(data["since"]), until_us=micros(data["until"]))
 
 
-def _forbidden(exc: ServiceError) -> None:
-    if isinstance(exc, Forbidden):
-        raise PermissionDenied(str(exc.detail))
-
-
 def _require_auditor(actor: Actor) -> None:
     # The services refuse too; this only keeps the page itself (the filter form) from non-auditors.
     if not authz.allowed(actor, Perm.AUDIT_VIEW):
@@ -88,13 +81,10 @@ def audit_view(request):
     try:
         records = services.search(actor, form.query() if form.is_bound else services.AuditQuery())
     except ServiceError as exc:
-        _forbidden(exc)
-        show_service_error(form, exc)
+        show_form_error(form, exc)
         return render(request, "audit/audit.html", _page_context(form))
-    page = Paginator(records, PAGE_SIZE).get_page(request.GET.get("page"))
-    params = request.GET.copy()
-    params.pop("page", None)
-    return render(request, "audit/audit.html", _page_context(form, page, params.urlencode(), True))
+    return render(request, "audit/audit.html",
+                  _page_context(form, page_of(request, records), query_without_page(request), True))
 
 
 @never_cache
@@ -108,8 +98,7 @@ def export_view(request):
     try:
         rows = services.export(actor, form.query() if form.is_bound else services.AuditQuery())
     except ServiceError as exc:
-        _forbidden(exc)
-        show_service_error(form, exc)
+        show_form_error(form, exc)
         return render(request, "audit/audit.html", _page_context(form), status=400)
     name = timezone.localtime().strftime("audit-%Y%m%d-%H%M%S.csv")
     response = StreamingHttpResponse(rows, content_type="text/csv; charset=utf-8")
@@ -123,6 +112,6 @@ def verify_view(request):
     try:
         result = services.verify_as(Actor.from_request(request))
     except ServiceError as exc:
-        _forbidden(exc)
+        raise_http_error(exc)
         raise
     return render(request, "audit/verify.html", {"result": result})

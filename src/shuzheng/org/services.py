@@ -43,7 +43,7 @@ from shuzheng.org.models import (
     User,
     UserRole,
 )
-from shuzheng.org.roles import ADMIN_TRIO, ALL, GRANTABLE, OWN, ROLE_PERMISSIONS, Perm, Role
+from shuzheng.org.roles import ADMIN_TRIO, ALL, GRANTABLE, ROLE_PERMISSIONS, Perm, Role
 
 # --------------------------------------------------------------------------------------------------
 # Who is acting

@@ -8,15 +8,13 @@ from django.contrib import messages
 from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
-from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from shuzheng.core.errors import Forbidden, NotFound, ServiceError
+from shuzheng.core.errors import ServiceError
 from shuzheng.org import services
 from shuzheng.org.forms import (
     KeyForm,
@@ -32,33 +30,7 @@ from shuzheng.org.forms import (
 )
 from shuzheng.org.roles import Perm, Role
 from shuzheng.org.services import Actor, authz
-from shuzheng.web.forms import show_service_error
-
-PAGE_SIZE = 50
-
-
-def _http_error(exc: ServiceError) -> None:
-    """Not-found and forbidden answers become the HTTP ones; other service errors belong next to fields."""
-    if isinstance(exc, NotFound):
-        raise Http404(str(exc.detail))
-    if isinstance(exc, Forbidden):
-        raise PermissionDenied(str(exc.detail))
-
-
-def _form_error(form, exc: ServiceError) -> None:
-    _http_error(exc)
-    show_service_error(form, exc)
-
-
-def _page(request, qs):
-    return Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
-
-
-def _query_without_page(request) -> str:
-    params = request.GET.copy()
-    params.pop("page", None)
-    return params.urlencode()
-
+from shuzheng.web.pages import page_of, query_without_page, raise_http_error, show_form_error
 
 def _orgs_for(actor: Actor, perm: str):
     """Organizations the actor may pick for `perm` (for select boxes; the service still checks)."""
@@ -77,9 +49,9 @@ def organizations_view(request):
     q = kind = ""
     if form.is_valid():
         q, kind = form.cleaned_data["q"].strip(), form.cleaned_data["kind"]
-    page = _page(request, services.list_organizations(q=q, kind=kind))
+    page = page_of(request, services.list_organizations(q=q, kind=kind))
     return render(request, "org/organizations.html", {
-        "form": form, "page": page, "query": _query_without_page(request),
+        "form": form, "page": page, "query": query_without_page(request),
         "can_manage": authz.allowed(actor, Perm.ORG_MANAGE),
     })
 
@@ -90,7 +62,7 @@ def organization_view(request, code):
     try:
         org = services.find_organization(code)
     except ServiceError as exc:
-        _http_error(exc)
+        raise_http_error(exc)
         raise
     context = {
         "org": org,
@@ -120,7 +92,7 @@ def organization_create_view(request):
         try:
             org = services.create_organization(actor, _org_data(form.cleaned_data))
         except ServiceError as exc:
-            _form_error(form, exc)
+            show_form_error(form, exc)
         else:
             messages.success(request, _("Organization %(name)s created.") % {"name": org.name})
             return redirect("web:organization", code=org.code)
@@ -135,7 +107,7 @@ def organization_edit_view(request, code):
     try:
         org = services.find_organization(code)
     except ServiceError as exc:
-        _http_error(exc)
+        raise_http_error(exc)
         raise
     initial = {
         "name": org.name, "short_name": org.short_name, "name_en": org.name_en, "kind": org.kind,
@@ -147,7 +119,7 @@ def organization_edit_view(request, code):
         try:
             org = services.update_organization(actor, code, _org_data(form.cleaned_data))
         except ServiceError as exc:
-            _form_error(form, exc)
+            show_form_error(form, exc)
         else:
             messages.success(request, _("Organization %(name)s saved.") % {"name": org.name})
             return redirect("web:organization", code=org.code)
@@ -166,7 +138,7 @@ def users_view(request):
         q, org_code, role = form.cleaned_data["q"].strip(), form.cleaned_data["organization"], form.cleaned_data["role"]
     users = services.list_users(actor, org_code=org_code, q=q, role=role)
     return render(request, "org/users.html", {
-        "form": form, "page": _page(request, users), "query": _query_without_page(request),
+        "form": form, "page": page_of(request, users), "query": query_without_page(request),
         "can_create": authz.allowed(actor, Perm.USER_MANAGE),
     })
 
@@ -175,11 +147,11 @@ def _get_user(actor: Actor, username: str):
     try:
         return services.get_user(actor, username)
     except ServiceError as exc:
-        _http_error(exc)
+        raise_http_error(exc)
         raise
 
 
-def _user_page(request, actor: Actor, user, role_form=None, status=200):
+def _userpage_of(request, actor: Actor, user, role_form=None, status=200):
     held = [r.role for r in user.roles.all()]
     org = user.organization
     is_me = user.pk == request.user.pk
@@ -200,7 +172,7 @@ def _user_page(request, actor: Actor, user, role_form=None, status=200):
 @login_required
 def user_view(request, username):
     actor = Actor.from_request(request)
-    return _user_page(request, actor, _get_user(actor, username))
+    return _userpage_of(request, actor, _get_user(actor, username))
 
 
 @login_required
@@ -213,7 +185,7 @@ def user_create_view(request):
         try:
             user = services.create_user(actor, form.cleaned_data)
         except ServiceError as exc:
-            _form_error(form, exc)
+            show_form_error(form, exc)
         else:
             messages.success(request, _("User %(name)s created.") % {"name": user.username})
             return redirect("web:user", username=user.username)
@@ -233,7 +205,7 @@ def user_edit_view(request, username):
         try:
             user = services.update_user(actor, username, form.cleaned_data)
         except ServiceError as exc:
-            _form_error(form, exc)
+            show_form_error(form, exc)
         else:
             messages.success(request, _("User %(name)s saved.") % {"name": user.username})
             return redirect("web:user", username=user.username)
@@ -253,12 +225,12 @@ def user_role_assign_view(request, username):
         try:
             services.assign_role(actor, username, role)
         except ServiceError as exc:
-            _form_error(form, exc)
+            show_form_error(form, exc)
         else:
             messages.success(request, _("Role %(role)s assigned to %(name)s.")
                              % {"role": Role(role).label, "name": username})
             return redirect("web:user", username=username)
-    return _user_page(request, actor, _get_user(actor, username), role_form=form)
+    return _userpage_of(request, actor, _get_user(actor, username), role_form=form)
 
 
 def _button_action(request, call, success, target):
@@ -267,7 +239,7 @@ def _button_action(request, call, success, target):
     try:
         result = call(Actor.from_request(request))
     except ServiceError as exc:
-        _http_error(exc)
+        raise_http_error(exc)
         messages.error(request, str(exc.detail))
     else:
         messages.success(request, success(result))
@@ -313,7 +285,7 @@ def password_view(request):
             services.set_password(actor, request.user.username, form.cleaned_data["new_password"],
                                   old_password=form.cleaned_data["old_password"])
         except ServiceError as exc:
-            _form_error(form, exc)
+            show_form_error(form, exc)
         else:
             request.user.refresh_from_db()
             update_session_auth_hash(request, request.user)  # stay signed in on this device
@@ -332,7 +304,7 @@ def systems_view(request):
     org_code = form.cleaned_data["organization"] if form.is_valid() else ""
     systems = services.list_systems(actor, org_code=org_code).order_by("code")
     return render(request, "org/systems.html", {
-        "form": form, "page": _page(request, systems), "query": _query_without_page(request),
+        "form": form, "page": page_of(request, systems), "query": query_without_page(request),
         "can_create": authz.allowed(actor, Perm.SYSTEM_MANAGE),
     })
 
@@ -349,19 +321,19 @@ def system_create_view(request):
         try:
             system = services.create_system(actor, form.cleaned_data)
         except ServiceError as exc:
-            _form_error(form, exc)
+            show_form_error(form, exc)
         else:
             messages.success(request, _("Application system %(name)s registered.") % {"name": system.name})
             return redirect("web:system", code=system.code)
     return render(request, "org/system_form.html", {"form": form})
 
 
-def _system_page(request, actor: Actor, code: str, key_form=None, new_key=None, status=200):
+def _systempage_of(request, actor: Actor, code: str, key_form=None, new_key=None, status=200):
     try:
         system = services.get_system(actor, code)
         keys = list(services.list_keys(actor, code))
     except ServiceError as exc:
-        _http_error(exc)
+        raise_http_error(exc)
         raise
     org = system.organization
     can_manage = authz.allowed(actor, Perm.SYSTEM_MANAGE, org)
@@ -378,7 +350,7 @@ def _system_page(request, actor: Actor, code: str, key_form=None, new_key=None, 
 
 @login_required
 def system_view(request, code):
-    return _system_page(request, Actor.from_request(request), code)
+    return _systempage_of(request, Actor.from_request(request), code)
 
 
 @never_cache
@@ -392,10 +364,10 @@ def key_create_view(request, code):
         try:
             key, raw = services.create_api_key(actor, code, form.cleaned_data["label"], form.cleaned_data["days"])
         except ServiceError as exc:
-            _form_error(form, exc)
+            show_form_error(form, exc)
         else:
-            return _system_page(request, actor, code, new_key={"key": key, "raw": raw})
-    return _system_page(request, actor, code, key_form=form)
+            return _systempage_of(request, actor, code, new_key={"key": key, "raw": raw})
+    return _systempage_of(request, actor, code, key_form=form)
 
 
 @login_required

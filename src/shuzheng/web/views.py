@@ -17,7 +17,7 @@ from django.views.decorators.http import require_POST
 from shuzheng.audit.models import AuditRecord
 from shuzheng.core.errors import ServiceError
 from shuzheng.org import services
-from shuzheng.org.models import ApplicationSystem, Organization, Region, User
+from shuzheng.org.models import Organization, Region, User
 from shuzheng.org.services import Actor, client_ip
 from shuzheng.web.forms import CodeForm, LoginForm, show_service_error
 
