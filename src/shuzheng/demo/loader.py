@@ -75,7 +75,7 @@ def load_demo(progress: bool = False) -> dict:
                 services.create_organization(actor, data)
 
     accounts = [(u, n, role, codes[key]) for u, n, role, key in ROLE_ACCOUNTS if key in codes]
-    for i, o in enumerate(orgs, 1):
+    for o in orgs:
         if o["kind"] in OFFICER_KINDS:
             accounts.append((f"officer-{o['key']}"[:40], f"{o.get('short_name') or o['name']}数据官",
                              Role.DATA_OFFICER, codes[o["key"]]))
