@@ -39,6 +39,18 @@ class SessionAuth(APIKeyCookie):
         return request.user if request.user.is_authenticated else None
 
 
+class Public:
+    """The last resort of read-only public endpoints (the open catalog): a caller without a key or a
+    session is let through as the public, and the services decide what the public may see."""
+
+    openapi_type = "http"
+
+    def __call__(self, request):
+        return True
+
+
+PUBLIC = [ApiKeyAuth(), SessionAuth(), Public()]
+
 api = NinjaAPI(
     title="Shuzheng API",
     version=__version__,
@@ -86,10 +98,12 @@ def _not_found(request, exc):
 
 def _register_routers():
     from shuzheng.audit.api import router as audit_router
+    from shuzheng.catalog.api import router as catalog_router
     from shuzheng.org.api import router as org_router
 
     api.add_router("/", org_router)
     api.add_router("/audit", audit_router)
+    api.add_router("/catalog", catalog_router)
 
 
 _register_routers()

@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "shuzheng.core",
     "shuzheng.org",
     "shuzheng.audit",
+    "shuzheng.catalog",
     "shuzheng.web",
 ]
 

@@ -8,8 +8,10 @@ from pathlib import Path
 
 from django.db import transaction
 
+from shuzheng.catalog.models import DataElement, Resource
 from shuzheng.core.crypto import sm3
 from shuzheng.core.validators import make_credit_code
+from shuzheng.demo import catalog
 from shuzheng.org import services
 from shuzheng.org.models import Organization, Region, User, UserRole
 from shuzheng.org.roles import Role
@@ -22,6 +24,7 @@ ROLE_ACCOUNTS = [
     ("admin", "平台管理员", Role.PLATFORM_ADMIN, "gov-services"),
     ("secadmin", "安全管理员", Role.SECURITY_ADMIN, "gov-services"),
     ("auditor", "审计管理员", Role.AUDIT_ADMIN, "gov-services"),
+    ("reviewer", "目录审核员", Role.CATALOG_REVIEWER, "gov-services"),
     ("leader", "领导小组成员", Role.LEADING_GROUP, "dingzhou-gov"),
     ("steward", "数据管理员", Role.DATA_STEWARD, "civil-affairs"),
     ("developer", "应用开发人员", Role.APP_DEVELOPER, "civil-affairs"),
@@ -88,6 +91,11 @@ def load_demo(progress: bool = False) -> dict:
             if not UserRole.objects.filter(user__username=username, role=role).exists():
                 services.assign_role(actor, username, role)
 
+    say("catalog: code tables, classification, data elements")
+    catalog.load_reference(actor)
+    say("catalog: resources")
+    catalog.load_resources(codes, say)
+
     shown = [a for a in accounts if a[2] != Role.DATA_OFFICER][:len(ROLE_ACCOUNTS)]
     shown += [a for a in accounts if a[2] == Role.DATA_OFFICER][:2]
     name_of = dict(Organization.objects.values_list("code", "name"))
@@ -95,6 +103,8 @@ def load_demo(progress: bool = False) -> dict:
         "regions": Region.objects.count(),
         "organizations": Organization.objects.count(),
         "users": User.objects.count(),
+        "resources": Resource.objects.count(),
+        "data_elements": DataElement.objects.count(),
         "password": DEMO_PASSWORD,
         "accounts": [{"username": u, "role": str(r), "organization": name_of.get(c, c)} for u, _n, r, c in shown]
         + [{"username": "officer-<key>", "role": "data_officer",

@@ -23,6 +23,7 @@ class Role(models.TextChoices):
     LEADING_GROUP = "leading_group", _("Leading-group member")
     DATA_OFFICER = "data_officer", _("Department data officer")
     DATA_STEWARD = "data_steward", _("Data steward")
+    CATALOG_REVIEWER = "catalog_reviewer", _("Catalog reviewer")
     APP_DEVELOPER = "app_developer", _("Application-system developer")
     STAFF = "staff", _("Staff")
 
@@ -43,6 +44,11 @@ class Perm(models.TextChoices):
     SYSTEM_MANAGE = "system.manage", _("Register application systems and issue API keys")
     APIKEY_REVOKE = "apikey.revoke", _("Revoke API keys")
     AUDIT_VIEW = "audit.view", _("Search and export the audit trail")
+    CATALOG_EDIT = "catalog.edit", _("Register and edit catalog resources")
+    CATALOG_SUBMIT = "catalog.submit", _("Submit catalog resources for review and deprecate them")
+    CATALOG_DRAFTS = "catalog.drafts", _("See catalog resources that are not yet published")
+    CATALOG_REVIEW = "catalog.review", _("Review and publish catalog resources")
+    STANDARD_MANAGE = "standard.manage", _("Maintain data elements and code tables")
 
 
 ROLE_PERMISSIONS: dict[str, dict[str, str]] = {
@@ -66,7 +72,16 @@ ROLE_PERMISSIONS: dict[str, dict[str, str]] = {
         Perm.USER_VIEW: ALL,
         Perm.SYSTEM_VIEW: ALL,
     },
+    Role.CATALOG_REVIEWER: {
+        Perm.USER_VIEW: OWN,
+        Perm.CATALOG_DRAFTS: ALL,
+        Perm.CATALOG_REVIEW: ALL,
+        Perm.STANDARD_MANAGE: ALL,
+    },
     Role.DATA_OFFICER: {
+        Perm.CATALOG_EDIT: OWN,
+        Perm.CATALOG_SUBMIT: OWN,
+        Perm.CATALOG_DRAFTS: OWN,
         Perm.USER_VIEW: OWN,
         Perm.SYSTEM_VIEW: OWN,
         Perm.SYSTEM_MANAGE: OWN,
@@ -74,20 +89,28 @@ ROLE_PERMISSIONS: dict[str, dict[str, str]] = {
         Perm.GRANT_MANAGE: OWN,
     },
     Role.DATA_STEWARD: {
+        Perm.CATALOG_EDIT: OWN,
+        Perm.CATALOG_DRAFTS: OWN,
         Perm.USER_VIEW: OWN,
         Perm.SYSTEM_VIEW: OWN,
     },
     Role.APP_DEVELOPER: {
+        Perm.CATALOG_DRAFTS: OWN,
         Perm.USER_VIEW: OWN,
         Perm.SYSTEM_VIEW: OWN,
         Perm.SYSTEM_MANAGE: OWN,
         Perm.APIKEY_REVOKE: OWN,
     },
     Role.STAFF: {
+        Perm.CATALOG_DRAFTS: OWN,
         Perm.USER_VIEW: OWN,
         Perm.SYSTEM_VIEW: OWN,
     },
 }
+
+# Roles only members of certain kinds of organization may hold: the catalog's reviewers are the platform
+# office's (the plan makes it the lead unit of the catalog).
+ROLE_ORGANIZATION_KINDS = {Role.CATALOG_REVIEWER: frozenset({"platform_office"})}
 
 # Permissions an AccessGrant may extend to another organization (read-only ones).
 GRANTABLE = frozenset({Perm.USER_VIEW, Perm.SYSTEM_VIEW})

@@ -43,7 +43,7 @@ from shuzheng.org.models import (
     User,
     UserRole,
 )
-from shuzheng.org.roles import ADMIN_TRIO, ALL, GRANTABLE, ROLE_PERMISSIONS, Perm, Role
+from shuzheng.org.roles import ADMIN_TRIO, ALL, GRANTABLE, ROLE_ORGANIZATION_KINDS, ROLE_PERMISSIONS, Perm, Role
 
 # --------------------------------------------------------------------------------------------------
 # Who is acting
@@ -472,6 +472,9 @@ def assign_role(actor: Actor, username: str, role: str) -> UserRole:
                 _("%(user)s is already %(other)s; the three administrator roles must be held by different people.")
                 % {"user": username, "other": other},
             )
+        kinds = ROLE_ORGANIZATION_KINDS.get(role)
+        if kinds and user.organization.kind not in kinds:
+            raise ValidationFailed.of("role", _("%(role)s must belong to the platform office.") % {"role": Role(role).label})
         if role == Role.DATA_OFFICER:
             existing = UserRole.objects.filter(organization=user.organization, role=Role.DATA_OFFICER).first()
             if existing is not None:
