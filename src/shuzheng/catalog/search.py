@@ -72,19 +72,28 @@ def query_tokens(text: str) -> list[str]:
 
 
 def index(resource) -> None:
+    """Rewrites the resource's document from the version people see first, and marks the index stale."""
     from shuzheng.catalog.models import SearchDocument
 
     version = resource.current
-    items = " ".join(version.items.values_list("name", flat=True))
+    doc = document(resource, version, list(version.items.values_list("name", flat=True)))
+    SearchDocument.objects.update_or_create(resource=resource, defaults={
+        "name_tokens": doc.name_tokens, "tokens": doc.tokens, "sort_key": doc.sort_key})
+    touch()
+
+
+def document(resource, version, item_names: list[str]):
+    """The (unsaved) SearchDocument of `resource` described by `version`: name tokens rank results, all
+    tokens find them; the sort key numbers documents newest first."""
+    from shuzheng.catalog.models import SearchDocument
+
     name_tokens = index_tokens(version.name)
-    body = " ".join([version.summary, " ".join(version.keywords), items, resource.provider.name,
+    body = " ".join([version.summary, " ".join(version.keywords), " ".join(item_names), resource.provider.name,
                      resource.provider.short_name, resource.category.name])
     tokens = sorted(set(name_tokens + index_tokens(body) + [resource.code]))
-    stamp = (version.published_at or version.updated_at).strftime("%Y%m%d%H%M%S")
-    SearchDocument.objects.update_or_create(resource=resource, defaults={
-        "name_tokens": " ".join(sorted(set(name_tokens))), "tokens": " ".join(tokens),
-        "sort_key": f"{stamp}{resource.code}"})
-    touch()
+    stamp = (version.published_at or version.updated_at or version.created_at).strftime("%Y%m%d%H%M%S")
+    return SearchDocument(resource=resource, name_tokens=" ".join(sorted(set(name_tokens))), tokens=" ".join(tokens),
+                          sort_key=f"{stamp}{resource.code}")
 
 
 def touch() -> None:
