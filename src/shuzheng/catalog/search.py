@@ -117,6 +117,13 @@ class Visibility:
     public: bool = False
     draft_orgs: frozenset = frozenset()
 
+    def allows(self, resource) -> bool:
+        if self.everything:
+            return True
+        if self.public:
+            return resource.status == "published" and resource.published.open_type in ("open", "conditional")
+        return resource.status in ("published", "deprecated") or resource.provider_id in self.draft_orgs
+
 
 @dataclass
 class Index:

@@ -261,10 +261,13 @@ def normalize_code(code: str) -> str:
     return str(code).strip().replace("-", "/")
 
 
-def get_resource(actor: Actor, code: str) -> Resource:
+def get_resource(actor: Actor, code: str, lock: bool = False) -> Resource:
+    """The resource if `actor` may see it (404 otherwise, so its existence does not leak); `lock` takes
+    the row lock a lifecycle step needs."""
     code = normalize_code(code)
-    resource = list_resources(actor).filter(code=code).first()
-    if resource is None:
+    qs = Resource.objects.select_related("category", "provider", "published", "pending")
+    resource = (qs.select_for_update() if lock else qs).filter(code=code).first()
+    if resource is None or not visibility(actor).allows(resource):
         raise NotFound(_("No resource %(code)s.") % {"code": code})
     return resource
 
@@ -384,7 +387,8 @@ def update_draft(actor: Actor, code: str, data: dict) -> ResourceVersion:
         _write_version(version, values, items)
         changes = compare(before, snapshot(version))
         if changes["fields"] or changes["items"]:
-            search.index(resource)
+            if not resource.published_id:
+                search.index(resource)
             audit.record(actor, "catalog.resource_update", resource,
                          summary={"code": code, "version": version.number, "changes": changes})
     return version
@@ -508,7 +512,11 @@ def _transition(actor: Actor, resource: Resource, version: ResourceVersion, acti
         resource.status = version.status
     resource.save(update_fields=["status", "published", "pending", "deprecated_at", "mount_kind",
                                  "mount_target", "mounted_at"])
-    search.index(resource)
+    # Publishing changes the text people search; the other steps change only facets.
+    if action == ReviewEvent.Action.PUBLISH:
+        search.index(resource)
+    else:
+        search.touch()
     audit.record(actor, f"catalog.resource_{action}", resource,
                  summary={"code": resource.code, "version": version.number, "status": version.status,
                           "comment": comment.strip()[:500]})
@@ -538,7 +546,7 @@ def mount(actor: Actor, code: str, kind: str, target: str) -> Resource:
         resource.save(update_fields=["mount_kind", "mount_target", "mounted_at"])
         ReviewEvent.objects.create(version=resource.published, action=ReviewEvent.Action.MOUNT, actor=actor.name,
                                    comment=f"{kind}: {target}")
-        search.index(resource)
+        search.touch()
         audit.record(actor, "catalog.resource_mount", resource, summary={"code": code, "kind": kind, "target": target})
     return resource
 
@@ -554,7 +562,7 @@ def unmount(actor: Actor, code: str) -> Resource:
         resource.save(update_fields=["mount_kind", "mount_target", "mounted_at"])
         ReviewEvent.objects.create(version=resource.published, action=ReviewEvent.Action.UNMOUNT, actor=actor.name,
                                    comment=old)
-        search.index(resource)
+        search.touch()
         audit.record(actor, "catalog.resource_unmount", resource, summary={"code": code, "was": old})
     return resource
 
@@ -661,6 +669,8 @@ def _claims(version: ResourceVersion) -> list:
 
 def _authoritative_errors(resource: Resource | None, element_ids, positions=None) -> list[FieldError]:
     errors = []
+    if not element_ids:
+        return errors
     taken = DataElement.objects.filter(id__in=element_ids, authoritative__isnull=False).select_related(
         "authoritative__published", "authoritative__provider")
     for element in taken:
@@ -832,9 +842,7 @@ def _category_for(actor: Actor, code: str, provider: Organization) -> Category:
 
 
 def _lock(actor: Actor, code: str) -> Resource:
-    """The resource, row-locked for a lifecycle step, or 404 when the actor cannot see it."""
-    code = get_resource(actor, code).code
-    return Resource.objects.select_for_update().select_related("provider", "published", "pending").get(code=code)
+    return get_resource(actor, code, lock=True)
 
 
 def _pending(resource: Resource, allowed: tuple, message: str) -> ResourceVersion:
