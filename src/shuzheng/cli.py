@@ -35,7 +35,8 @@ def cmd_demo_load(args):
 
 def _demo_text(summary: dict) -> str:
     lines = [f"Demo data loaded: {summary['regions']} regions, {summary['organizations']} organizations, "
-             f"{summary['users']} users.", "", "Demo accounts (password for all: " + summary["password"] + "):"]
+             f"{summary['users']} users, {summary['resources']} catalog resources, "
+             f"{summary['data_elements']} data elements.", "", "Demo accounts (password for all: " + summary["password"] + "):"]
     for account in summary["accounts"]:
         lines.append(f"  {account['username']:<18} {account['role']:<16} {account['organization']}")
     lines.append("The three administrators must enrol two-factor authentication at first sign-in.")
@@ -85,6 +86,63 @@ def cmd_apikey_create(args):
           "this is the only time the key is shown)", file=sys.stderr)
 
 
+def _actor_as(username: str | None):
+    """The command's actor: the trusted operator, or with --as the named user, whose permissions apply."""
+    from django.utils.translation import gettext as _
+
+    from shuzheng.org.models import User
+    from shuzheng.org.services import Actor
+
+    if not username:
+        return Actor.cli()
+    user = User.objects.select_related("organization").filter(username=username, is_active=True).first()
+    if user is None:
+        print(_("error: no active user %(u)s") % {"u": username}, file=sys.stderr)
+        sys.exit(2)
+    return Actor(user=user, ip="127.0.0.1")
+
+
+def cmd_catalog_import(args):
+    from django.utils.translation import gettext as _
+
+    from shuzheng.catalog import excel
+    from shuzheng.core.errors import ServiceError
+
+    actor = _actor_as(args.as_user)
+
+    def progress(done, total):
+        if not args.quiet and (done % 100 == 0 or done == total) and total >= 100:
+            print(_("  rows: %(done)s/%(total)s") % {"done": done, "total": total}, file=sys.stderr, flush=True)
+
+    try:
+        created = excel.import_workbook(actor, args.file, progress=progress)
+    except ServiceError as exc:
+        print(_("error: %(detail)s") % {"detail": exc.detail}, file=sys.stderr)
+        for error in exc.errors:
+            print(f"{error.field} {error.message}", file=sys.stderr)
+        sys.exit(2)
+    for resource in created:
+        print(f"{resource.code}\t{resource.pending.name}")
+    print(_("%(n)s resources registered as drafts.") % {"n": len(created)}, file=sys.stderr)
+
+
+def cmd_catalog_export(args):
+    from django.utils.translation import gettext as _
+
+    from shuzheng.catalog import excel
+    from shuzheng.core.errors import ServiceError
+
+    try:
+        data = excel.template_workbook() if args.template else excel.export_workbook(_actor_as(args.as_user),
+                                                                                     q=args.query)
+    except ServiceError as exc:
+        print(_("error: %(detail)s") % {"detail": exc.detail}, file=sys.stderr)
+        sys.exit(2)
+    with open(args.file, "wb") as out:
+        out.write(data)
+    print(_("Wrote %(file)s.") % {"file": args.file}, file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shuzheng", description="Shuzheng (数政) government data platform")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -122,6 +180,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", default="")
     p.add_argument("--days", type=int, default=90)
     p.set_defaults(func=cmd_apikey_create)
+
+    catalog = sub.add_parser("catalog", help="the data resource catalog").add_subparsers(dest="catalog_command",
+                                                                                        required=True)
+    p = catalog.add_parser("import", help="register every resource of a catalog workbook as a draft, or none")
+    p.add_argument("file", metavar="FILE.xlsx")
+    p.add_argument("--as", dest="as_user", metavar="USERNAME", help="import as this user (their permissions apply)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_catalog_import)
+    p = catalog.add_parser("export", help="write the catalog (or an empty template) as a workbook")
+    p.add_argument("file", metavar="FILE.xlsx")
+    p.add_argument("--template", action="store_true", help="write the empty workbook with its 说明 sheet")
+    p.add_argument("--as", dest="as_user", metavar="USERNAME", help="export what this user may see")
+    p.add_argument("--query", default="", help="only resources matching this search")
+    p.set_defaults(func=cmd_catalog_export)
     return parser
 
 

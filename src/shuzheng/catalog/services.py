@@ -44,7 +44,7 @@ from shuzheng.catalog.models import (
 from shuzheng.core.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
 from shuzheng.org.models import Organization, User
 from shuzheng.org.roles import Perm
-from shuzheng.org.services import Actor, _diff, authz, get_organization
+from shuzheng.org.services import Actor, _diff, authz
 
 # --------------------------------------------------------------------------------------------------
 # Classification
@@ -266,7 +266,8 @@ def get_resource(actor: Actor, code: str, lock: bool = False) -> Resource:
     the row lock a lifecycle step needs."""
     code = normalize_code(code)
     qs = Resource.objects.select_related("category", "provider", "published", "pending")
-    resource = (qs.select_for_update() if lock else qs).filter(code=code).first()
+    # of=self: PostgreSQL cannot lock the nullable side of the outer joins to the versions.
+    resource = (qs.select_for_update(of=("self",)) if lock else qs).filter(code=code).first()
     if resource is None or not visibility(actor).allows(resource):
         raise NotFound(_("No resource %(code)s.") % {"code": code})
     return resource
@@ -349,14 +350,23 @@ REQUIRED = ("name", "summary", "format", "sharing_type", "open_type", "update_cy
 
 
 def create_resource(actor: Actor, data: dict) -> Resource:
-    """Registers a resource: a new code under its classification and version 1 as a draft."""
+    """Registers a resource: a new code under its classification and version 1 as a draft. Every problem
+    with the description is reported at once (the workbook import relies on it)."""
     errors = _missing(data, ["category", "provider"])
-    _raise(errors)
-    provider = get_organization(str(data["provider"]).strip(), "provider")
-    authz.require(actor, Perm.CATALOG_EDIT, provider)
+    provider = None
+    if _text(data.get("provider")):
+        provider = Organization.objects.filter(code=_text(data["provider"])).first()
+        if provider is None:
+            errors.append(FieldError("provider", _("Unknown organization %(code)s.") % {"code": data["provider"]}))
+        else:
+            authz.require(actor, Perm.CATALOG_EDIT, provider)
+    category_code = _text(data.get("category"))
+    if category_code:
+        errors += _category_errors(category_code, provider)
     with transaction.atomic():
-        category = _category_for(actor, str(data["category"]).strip(), provider)
-        values, items = _validated(data, provider, resource=None)
+        values, items, more = _validated(data, provider, resource=None)
+        _raise(errors + more)
+        category = department_category(actor, provider) if category_code == "3" else get_category(category_code)
         # Lock the classification node: two registrations cannot take the same sequence number.
         category = Category.objects.select_for_update().get(pk=category.pk)
         code = f"{category.code.ljust(Category.CODE_WIDTH, '0')}/{category.next_sequence:06d}"
@@ -383,7 +393,8 @@ def update_draft(actor: Actor, code: str, data: dict) -> ResourceVersion:
             raise Conflict(_("Only a draft or a returned version can be edited; start a new version first."),
                            [FieldError("status", _("The resource is %(s)s.") % {"s": resource.get_status_display()})])
         before = snapshot(version)
-        values, items = _validated(data, resource.provider, resource=resource)
+        values, items, errors = _validated(data, resource.provider, resource=resource)
+        _raise(errors)
         _write_version(version, values, items)
         changes = compare(before, snapshot(version))
         if changes["fields"] or changes["items"]:
@@ -691,9 +702,9 @@ def _authoritative_errors(resource: Resource | None, element_ids, positions=None
 # --------------------------------------------------------------------------------------------------
 
 
-def _validated(data: dict, provider: Organization, resource: Resource | None) -> tuple[dict, list[dict]]:
-    """Checks a resource description and returns (version values, item values), or raises one
-    ValidationFailed listing every problem with its field."""
+def _validated(data: dict, provider: Organization | None,
+               resource: Resource | None) -> tuple[dict, list[dict], list[FieldError]]:
+    """Checks a resource description: (version values, item values, every problem with its field)."""
     errors = _missing(data, list(REQUIRED))
     for name, choices in (("format", Format), ("sharing_type", SharingType), ("open_type", OpenType),
                           ("update_cycle", UpdateCycle), ("level", Level)):
@@ -701,7 +712,8 @@ def _validated(data: dict, provider: Organization, resource: Resource | None) ->
     values = {name: _text(data.get(name)) for name in (
         "name", "summary", "format", "sharing_type", "sharing_conditions", "sharing_basis", "open_type",
         "open_conditions", "update_cycle", "level", "spatial_coverage")}
-    for name, limit in (("name", 200), ("spatial_coverage", 100)):
+    for name, limit in (("name", 200), ("spatial_coverage", 100), ("summary", 4000), ("sharing_conditions", 2000),
+                        ("sharing_basis", 2000), ("open_conditions", 2000)):
         if len(values[name]) > limit:
             errors.append(FieldError(name, _("At most %(n)s characters.") % {"n": limit}))
     methods = _list(data.get("sharing_methods"))
@@ -745,8 +757,14 @@ def _validated(data: dict, provider: Organization, resource: Resource | None) ->
     errors += _terms_errors(values, items)
     elements = {i["element"].pk: n for n, i in enumerate(items) if i["authoritative"] and i["element"]}
     errors += _authoritative_errors(resource, list(elements), elements)
-    _raise(errors)
-    return values, items
+    if provider is not None and values["name"]:
+        twin = (Resource.objects.filter(provider=provider).exclude(status=Status.DEPRECATED)
+                .filter(Q(published__name=values["name"]) | Q(pending__name=values["name"]))
+                .exclude(pk=getattr(resource, "pk", None)).values_list("code", flat=True).first())
+        if twin:
+            errors.append(FieldError("name", _("%(provider)s already has resource %(code)s with this name.")
+                                     % {"provider": provider.name, "code": twin}))
+    return values, items, errors
 
 
 def _validated_items(raw) -> tuple[list[dict], list[FieldError]]:
@@ -789,7 +807,7 @@ def _validated_items(raw) -> tuple[list[dict], list[FieldError]]:
         authoritative = _bool(item.get("authoritative"))
         if authoritative and element is None:
             errors.append(FieldError(f"{at}.authoritative", _("Only an item tied to a data element can be its source.")))
-        items.append({"name": name, "data_type": data_type, "length": length, "nullable": _bool(item.get("nullable", True)),
+        items.append({"name": name, "data_type": data_type, "length": length, "nullable": item.get("nullable") in (None, "") or _bool(item["nullable"]),
                       "is_key": _bool(item.get("is_key")), "element": element, "level": level,
                       "authoritative": authoritative})
     return items, errors
@@ -829,16 +847,19 @@ def _write_version(version: ResourceVersion, values: dict, items: list[dict]) ->
     return version
 
 
-def _category_for(actor: Actor, code: str, provider: Organization) -> Category:
-    """The classification a resource is registered under; 类 3 means the provider's own department 项."""
+def _category_errors(code: str, provider: Organization | None) -> list[FieldError]:
+    """Problems with the classification a resource is registered under; 类 3 alone means the provider's own
+    department 项 (created on first use), and department classifications belong to their department."""
     if code == "3":
-        return department_category(actor, provider)
-    category = get_category(code)
+        return []
+    category = Category.objects.filter(code=code).first()
+    if category is None:
+        return [FieldError("category", _("Unknown classification %(code)s.") % {"code": code})]
     if category.kind == Kind.DEPARTMENT:
-        own = Category.objects.filter(organization=provider).first()
+        own = Category.objects.filter(organization=provider).first() if provider else None
         if own is None or not category.code.startswith(own.code):
-            raise ValidationFailed.of("category", _("Department classifications (类 3) are the provider's own."))
-    return category
+            return [FieldError("category", _("Department classifications (类 3) are the provider's own."))]
+    return []
 
 
 def _lock(actor: Actor, code: str) -> Resource:
