@@ -62,9 +62,16 @@ api = NinjaAPI(
 
 
 def _field_of(loc) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "cookie", "form", "payload")]
-    # Ninja nests the body under the parameter name; the field is what follows it.
-    return ".".join(parts[1:] if len(parts) > 1 and loc and loc[0] == "body" else parts) or "body"
+    """Pydantic's error location as the services name fields: `items[0].length`. The first element says
+    where the value came from (body, query, …); a body is nested under the parameter's name, dropped too."""
+    parts = list(loc)
+    source = parts.pop(0) if parts and parts[0] in ("body", "query", "path", "header", "cookie", "form") else None
+    if source == "body" and len(parts) > 1:
+        parts.pop(0)
+    name = ""
+    for part in parts:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name or str(source or "body")
 
 
 @api.exception_handler(ServiceError)

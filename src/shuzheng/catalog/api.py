@@ -442,7 +442,8 @@ def get_version(request, code: str, number: int):
     return _detail(request, code, services.get_version(actor, code, number))
 
 
-@router.get("/resources/{code}/diff", response=DiffOut, auth=PUBLIC, summary="Compare two versions field by field")
+@router.get("/resources/{code}/diff", response=DiffOut, auth=PUBLIC, by_alias=True,
+            summary="Compare two versions field by field")
 def diff(request, code: str, a: int = Query(..., alias="from", ge=1), b: int = Query(..., alias="to", ge=1)):
     return services.diff_versions(Actor.from_request(request), code, a, b)
 

@@ -137,6 +137,7 @@ class Index:
     name_rank: np.ndarray
     code_rank: np.ndarray
     vocabulary: list = field(default_factory=list)
+    expanded: dict = field(default_factory=dict)  # token -> positions of every word containing it
 
     @property
     def size(self) -> int:
@@ -236,13 +237,15 @@ def _rank(values: list) -> np.ndarray:
 
 
 def _matching(idx: Index, token: str) -> np.ndarray:
-    """Positions containing `token`; a token no document has as a word matches the words that contain it
-    (so 证 finds 营业执照 and 证照), which also covers jieba splitting a query differently from a text."""
-    exact = idx.postings.get(token)
-    if exact is not None:
-        return exact
-    parts = [idx.postings[w] for w in idx.vocabulary if token in w]
-    return np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int32)
+    """Positions of documents with a word containing `token` (so 证 finds 营业执照 and 证照, and 户籍 finds
+    户籍人口), which also covers jieba splitting a query differently from a text. Cached per index."""
+    found = idx.expanded.get(token)
+    if found is None:
+        parts = [idx.postings[w] for w in idx.vocabulary if token in w]
+        found = np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int32)
+        if len(idx.expanded) < 10_000:
+            idx.expanded[token] = found
+    return found
 
 
 def _visible(idx: Index, who: Visibility) -> np.ndarray:

@@ -119,6 +119,8 @@ def save_code_table(actor: Actor, data: dict) -> CodeTable:
     """Creates or replaces a code table with its values (a whole standard is loaded at once)."""
     authz.require(actor, Perm.STANDARD_MANAGE)
     errors = _missing(data, ["code", "name"])
+    if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,40}", _text(data.get("code")) or "-"):
+        errors.append(FieldError("code", _("A code table's code is at most 40 letters, digits, '_', '.' or '-'.")))
     values = data.get("values") or []
     seen: set[str] = set()
     for i, value in enumerate(values):
@@ -312,10 +314,15 @@ def _facet_labels(facets: dict) -> dict:
 
 
 def list_versions(actor: Actor, code: str) -> QuerySet:
+    """The versions `actor` may see: all of them for the department and reviewers; for everyone else only
+    versions that were actually published (a revision withdrawn by deprecation never was), and for the
+    public only those that were open."""
     resource = get_resource(actor, code)
     qs = resource.versions.select_related("owner", "manager", "steward")
     if not may_see_pending(actor, resource):
-        qs = qs.filter(status__in=[Status.PUBLISHED, Status.SUPERSEDED, Status.DEPRECATED])
+        qs = qs.filter(published_at__isnull=False)
+        if visibility(actor).public:
+            qs = qs.filter(open_type__in=[OpenType.OPEN, OpenType.CONDITIONAL])
     return qs
 
 
@@ -599,8 +606,9 @@ def _mount_target_error(kind: str, target: str) -> str:
         url = urlparse(target)
         if url.scheme not in ("http", "https") or not url.hostname:
             return _("An API endpoint is an http:// or https:// address.")
-    if kind == MountKind.FILE and (".." in target.split("/") or target.startswith("/") and ":" in target):
-        return _("A file location may not climb out of the file store with '..'.")
+    if kind == MountKind.FILE and not re.match(r"^https?://", target):
+        if target.startswith(("/", "\\")) or "\\" in target or ":" in target or ".." in target.split("/"):
+            return _("Files are given as a path inside the file store (no leading '/', no '..') or an http(s) address.")
     return ""
 
 
@@ -646,7 +654,7 @@ def compare(a: dict, b: dict) -> dict:
 
 def diff_versions(actor: Actor, code: str, a: int, b: int) -> dict:
     old, new = get_version(actor, code, a), get_version(actor, code, b)
-    return {"code": code, "from": a, "to": b, **compare(snapshot(old), snapshot(new))}
+    return {"code": old.resource.code, "from": a, "to": b, **compare(snapshot(old), snapshot(new))}
 
 
 # --------------------------------------------------------------------------------------------------
