@@ -102,6 +102,8 @@ TEMPLATES = [
 # Metadata database: PostgreSQL when DATABASE_URL is set, else SQLite (WAL) in SHUZHENG_HOME.
 if os.environ.get("DATABASE_URL"):
     DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=60)}
+    # One test database per test run, so two runs against the same server never drop each other's.
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
 else:
     DATABASES = {
         "default": {
@@ -114,7 +116,8 @@ else:
                 "timeout": 30,
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
             },
-            "TEST": {"NAME": str(HOME / "test.sqlite3")},
+            # A file (forked audit verifiers open it too), one per test run so runs never share it.
+            "TEST": {"NAME": str(HOME / f"test-{os.getpid()}.sqlite3")},
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -13,4 +13,5 @@ urlpatterns = [
     path("preferences/large-text/", views.large_text_view, name="large_text"),
     path("", include("shuzheng.org.urls")),
     path("", include("shuzheng.audit.urls")),
+    path("", include("shuzheng.catalog.urls")),
 ]
