@@ -809,8 +809,11 @@ def test_the_source_report(demo):
     report = services.source_report(demo.actor("reviewer"))
     multiple = {e["identifier"]: e for e in report["multiple_collection"]}
     assert multiple[element.identifier] == {
-        "identifier": element.identifier, "name": element.name, "authoritative": source.code,
+        "identifier": element.identifier, "name": element.name, "authoritative": source.code, "has_source": True,
         "providers": sorted([demo.org("public-security").name, demo.org("civil-affairs").name])}
+    # The public may not see the (closed) source, so the report says there is one without naming it.
+    public = {e["identifier"]: e for e in services.source_report(Actor())["multiple_collection"]}
+    assert element.identifier not in public or public[element.identifier]["authoritative"] is None
     missing = {e["identifier"]: e for e in report["no_authoritative_source"]}
     assert missing[unused.identifier] == {"identifier": unused.identifier, "name": unused.name, "used_by": 0}
     assert element.identifier not in missing

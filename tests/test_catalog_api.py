@@ -537,7 +537,9 @@ def test_one_datum_one_source(demo):
     claim = [{"name": "来源项", "element": element.identifier, "authoritative": True}]
     source = register(demo, items=claim)["code"]
     advance(demo, source)
-    assert ok(anonymous().get(f"{API}/elements/{element.identifier}"))["authoritative"] == source
+    assert ok(as_user(demo, "staff").get(f"{API}/elements/{element.identifier}"))["authoritative"] == source
+    # The source is closed: the public learns that it exists, not which resource it is.
+    assert ok(anonymous().get(f"{API}/elements/{element.identifier}"))["authoritative"] is None
 
     civil = as_user(demo, "officer-civil-affairs")
     before = counts()

@@ -97,6 +97,7 @@ class ResourceOut(ResourceSummary):
     mount: MountOut | None
     published_version: int | None
     pending: VersionRef | None
+    actions: list[str] = Field([], description="lifecycle steps the caller may take now")
 
 
 class FacetValue(Schema):
@@ -209,7 +210,11 @@ class ElementOut(Schema):
     value_domain: str
     code_table: str | None = Field(None, alias="code_table.code")
     level: str
-    authoritative: str | None = Field(None, alias="authoritative.code")
+    authoritative: str | None = Field(None, description="code of the authoritative source, when you may see it")
+
+    @staticmethod
+    def resolve_authoritative(obj, context):
+        return services.visible_source(Actor.from_request(context["request"]), obj)
 
 
 class ElementIn(Schema):
@@ -273,7 +278,8 @@ class SourceEntry(Schema):
     identifier: str
     name: str
     providers: list[str]
-    authoritative: str | None
+    authoritative: str | None = Field(None, description="the source's code, when you may see it")
+    has_source: bool
 
 
 class NoSourceEntry(Schema):
@@ -334,6 +340,7 @@ def detail_of(actor: Actor, resource: Resource, version: ResourceVersion) -> dic
         if resource.is_mounted else None,
         "published_version": resource.published.number if resource.published_id else None,
         "pending": {"number": pending.number, "status": pending.status} if pending else None,
+        "actions": sorted(a for a, allowed in services.available_actions(actor, resource).items() if allowed),
     }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from shuzheng.core.models import BaseModel
 from shuzheng.org.models import Organization, User
@@ -306,7 +307,7 @@ class ReviewEvent(models.Model):
     """The history of a version: who submitted, returned, approved, published or deprecated it, and why."""
 
     class Action(models.TextChoices):
-        CREATE = "create", _("Created")
+        CREATE = "create", pgettext_lazy("review event", "Created")
         SUBMIT = "submit", _("Submitted")
         RETURN = "return", _("Returned")
         APPROVE = "approve", _("Approved")

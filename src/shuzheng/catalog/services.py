@@ -339,6 +339,34 @@ def get_version(actor: Actor, code: str, number: int | None = None) -> ResourceV
     return version
 
 
+def available_actions(actor: Actor, resource: Resource) -> dict[str, bool]:
+    """Which lifecycle steps `actor` may take on `resource` now: what the UI shows as buttons and the API
+    reports. Each step's service checks the same permission and state again."""
+    provider = resource.provider
+    pending = resource.pending if resource.pending_id and may_see_pending(actor, resource) else None
+    state = pending.status if pending else None
+    can_edit = authz.allowed(actor, Perm.CATALOG_EDIT, provider)
+    can_submit = authz.allowed(actor, Perm.CATALOG_SUBMIT, provider)
+    can_review = authz.allowed(actor, Perm.CATALOG_REVIEW, provider)
+    published = resource.status == Status.PUBLISHED
+    return {
+        "edit": state in EDITABLE and can_edit,
+        "submit": state in EDITABLE and can_submit,
+        "review": state == Status.SUBMITTED and can_review,
+        "publish": state == Status.APPROVED and can_review,
+        "revise": published and not resource.pending_id and can_edit,
+        "deprecate": published and (can_review or can_submit),
+        "mount": published and can_edit,
+    }
+
+
+def carriers(actor: Actor, element: DataElement) -> QuerySet:
+    """The items of published versions `actor` may see that carry `element`: its source and its copies."""
+    return (DataItem.objects.filter(element=element, version__status=Status.PUBLISHED,
+                                    version__resource__in=list_resources(actor))
+            .select_related("version__resource__provider").order_by("version__resource__code", "position"))
+
+
 def items_of(version: ResourceVersion) -> QuerySet:
     return version.items.select_related("element", "element__authoritative")
 
@@ -674,12 +702,18 @@ def source_report(actor: Actor) -> dict:
     elements = {e.identifier: e for e in list_elements()}
     multiple = [
         {"identifier": i, "name": elements[i].name, "providers": sorted(p),
-         "authoritative": elements[i].authoritative.code if elements[i].authoritative_id else None}
+         "authoritative": visible_source(actor, elements[i]), "has_source": elements[i].authoritative_id is not None}
         for i, p in sorted(providers.items()) if len(p) > 1
     ]
     no_source = [{"identifier": e.identifier, "name": e.name, "used_by": len(providers.get(e.identifier, ()))}
                  for e in elements.values() if e.authoritative_id is None]
     return {"multiple_collection": multiple, "no_authoritative_source": no_source}
+
+
+def visible_source(actor: Actor, element: DataElement) -> str | None:
+    """The code of the element's authoritative resource, if `actor` may see that resource."""
+    source = element.authoritative
+    return source.code if source is not None and visibility(actor).allows(source) else None
 
 
 def _claims(version: ResourceVersion) -> list:

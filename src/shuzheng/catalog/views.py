@@ -96,8 +96,8 @@ def _error_messages(request, exc: ServiceError) -> None:
 
 
 def _visible(actor: Actor, resources) -> set:
-    """Which of `resources` (an element's source, the resource an item copies) the actor may open: the
-    services name a source by its code to anyone, but only a visible one gets a link and its name."""
+    """Which of `resources` (an element's source, the resource an item copies) the actor may see: only
+    those are named and linked."""
     ids = {r.pk for r in resources if r is not None}
     return set(services.list_resources(actor).filter(pk__in=ids).values_list("pk", flat=True)) if ids else set()
 
@@ -201,24 +201,10 @@ def _detail_page(request, code: str, review_form=None, deprecate_form=None, moun
     except ServiceError as exc:
         raise_http_error(exc)
         raise
-    provider = resource.provider
     pending = resource.pending if resource.pending_id and services.may_see_pending(actor, resource) else None
-    state = pending.status if pending else None
-    can_edit = authz.allowed(actor, Perm.CATALOG_EDIT, provider)
-    can_submit = authz.allowed(actor, Perm.CATALOG_SUBMIT, provider)
-    can_review = authz.allowed(actor, Perm.CATALOG_REVIEW, provider)
-    published = resource.status == Status.PUBLISHED
-    actions = {
-        "edit": state in EDITABLE and can_edit,
-        "submit": state in EDITABLE and can_submit,
-        "review": state == Status.SUBMITTED and can_review,
-        "publish": state == Status.APPROVED and can_review,
-        "revise": published and not resource.pending_id and can_edit,
-        "deprecate": published and (can_review or can_submit),
-        "mount": published and can_edit,
-    }
+    actions = services.available_actions(actor, resource)
     returned = None
-    if state == Status.RETURNED:
+    if pending is not None and pending.status == Status.RETURNED:
         events = [e for v in versions if v.pk == pending.pk for e in v.events.all()]
         returned = next((e for e in reversed(events) if e.action == ReviewEvent.Action.RETURN), None)
     history = sorted(((e, v) for v in versions for e in v.events.all()), key=lambda ev: (ev[0].at, ev[0].id),
@@ -664,11 +650,8 @@ def element_view(request, identifier):
         raise_http_error(exc)
         raise
     # The published resources the caller may see that carry the element: its source and its copies.
-    carriers = (DataItem.objects.filter(element=element, version__status=Status.PUBLISHED,
-                                        version__resource__in=services.list_resources(actor))
-                .select_related("version__resource__provider").order_by("version__resource__code", "position"))
     return render(request, "catalog/element_detail.html", {
-        "element": element, "carriers": carriers, "visible": _visible(actor, [element.authoritative])})
+        "element": element, "carriers": services.carriers(actor, element), "visible": _visible(actor, [element.authoritative])})
 
 
 def code_tables_view(request):
@@ -698,7 +681,4 @@ def code_table_view(request, code):
 
 def sources_view(request):
     actor = Actor.from_request(request)
-    report = services.source_report(actor)
-    codes = {e["authoritative"] for e in report["multiple_collection"] if e["authoritative"]}
-    visible = set(services.list_resources(actor).filter(code__in=codes).values_list("code", flat=True))
-    return render(request, "catalog/sources.html", {"report": report, "visible": visible})
+    return render(request, "catalog/sources.html", {"report": services.source_report(actor)})
