@@ -436,7 +436,7 @@ def update_draft(actor: Actor, code: str, data: dict) -> ResourceVersion:
             if not resource.published_id:
                 search.index(resource)
             audit.record(actor, "catalog.resource_update", resource,
-                         summary={"code": code, "version": version.number, "changes": changes})
+                         summary={"code": resource.code, "version": version.number, "changes": changes})
     return version
 
 
@@ -463,7 +463,7 @@ def start_revision(actor: Actor, code: str) -> ResourceVersion:
         resource.pending = version
         resource.save(update_fields=["pending"])
         ReviewEvent.objects.create(version=version, action=ReviewEvent.Action.CREATE, actor=actor.name)
-        audit.record(actor, "catalog.resource_revise", resource, summary={"code": code, "version": number})
+        audit.record(actor, "catalog.resource_revise", resource, summary={"code": resource.code, "version": number})
     return version
 
 
@@ -593,7 +593,7 @@ def mount(actor: Actor, code: str, kind: str, target: str) -> Resource:
         ReviewEvent.objects.create(version=resource.published, action=ReviewEvent.Action.MOUNT, actor=actor.name,
                                    comment=f"{kind}: {target}")
         search.touch()
-        audit.record(actor, "catalog.resource_mount", resource, summary={"code": code, "kind": kind, "target": target})
+        audit.record(actor, "catalog.resource_mount", resource, summary={"code": resource.code, "kind": kind, "target": target})
     return resource
 
 
@@ -609,7 +609,7 @@ def unmount(actor: Actor, code: str) -> Resource:
         ReviewEvent.objects.create(version=resource.published, action=ReviewEvent.Action.UNMOUNT, actor=actor.name,
                                    comment=old)
         search.touch()
-        audit.record(actor, "catalog.resource_unmount", resource, summary={"code": code, "was": old})
+        audit.record(actor, "catalog.resource_unmount", resource, summary={"code": resource.code, "was": old})
     return resource
 
 
