@@ -353,22 +353,33 @@ def _detail(request, code: str, version: ResourceVersion | None = None):
 # ---- resources ----
 
 
+class FacetFilters(Schema):
+    """Facet values to keep (several values of one facet are ORed; facets are ANDed)."""
+
+    provider: list[str] = Field([], description="provider credit codes")
+    kind: list[str] = []
+    category: list[str] = Field([], description="项 codes, e.g. 101")
+    sharing_type: list[str] = []
+    open_type: list[str] = []
+    update_cycle: list[str] = []
+    format: list[str] = []
+    level: list[str] = []
+    mounted: list[str] = Field([], description="yes or no")
+    status: list[str] = []
+
+    def chosen(self) -> dict:
+        return {name: values for name, values in self.dict().items() if values}
+
+
 @router.get("/resources", response=SearchOut, auth=PUBLIC, summary="Search the catalog")
 def search_resources(
     request,
+    facets: Query[FacetFilters],
     q: str = Query("", max_length=200, description="Chinese full text: names, summaries, items, keywords"),
-    provider: list[str] = Query([]), kind: list[str] = Query([]), category: list[str] = Query([]),
-    sharing_type: list[str] = Query([]), open_type: list[str] = Query([]), update_cycle: list[str] = Query([]),
-    format: list[str] = Query([]), level: list[str] = Query([]), mounted: list[str] = Query([]),
-    status: list[str] = Query([]),
     sort: str = Query("", description="relevance, newest, name or code"),
     offset: int = Query(0, ge=0, le=1_000_000), limit: int = Query(20, ge=1, le=200),
 ):
-    filters = {"provider": provider, "kind": kind, "category": category, "sharing_type": sharing_type,
-               "open_type": open_type, "update_cycle": update_cycle, "format": format, "level": level,
-               "mounted": mounted, "status": status}
-    found = services.search_catalog(Actor.from_request(request), q, {k: v for k, v in filters.items() if v},
-                                    sort, offset, limit)
+    found = services.search_catalog(Actor.from_request(request), q, facets.chosen(), sort, offset, limit)
     return {
         "total": found["total"], "offset": offset, "limit": limit,
         "resources": [summary_of(r) for r in found["resources"]],
@@ -464,9 +475,9 @@ def import_workbook(request, file: File[UploadedFile]):
     return Status(201, {"resources": [r.code for r in created]})
 
 
-@router.get("/export", auth=PUBLIC, summary="The resources you can see, as the catalog workbook (.xlsx)")
-def export_workbook(request, q: str = Query("", max_length=200)):
-    data = excel.export_workbook(Actor.from_request(request), q=q)
+@router.get("/export", auth=PUBLIC, summary="The resources you can see (or the search's), as the catalog workbook")
+def export_workbook(request, facets: Query[FacetFilters], q: str = Query("", max_length=200)):
+    data = excel.export_workbook(Actor.from_request(request), q=q, filters=facets.chosen())
     response = HttpResponse(data, content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
     response["Content-Disposition"] = 'attachment; filename="catalog.xlsx"'
     return response

@@ -773,11 +773,11 @@ def _label(labels: dict, code: str) -> str:
     return words[0] if words else code
 
 
-def export_workbook(actor: Actor, q: str = "") -> bytes:
-    """The resources `actor` may see (those matching `q` when given), each in the version they see first,
-    with their items, as the catalog workbook."""
-    if q:
-        resources = services.search_catalog(actor, q, sort="code", limit=EXPORT_LIMIT)["resources"]
+def export_workbook(actor: Actor, q: str = "", filters: dict | None = None) -> bytes:
+    """The resources `actor` may see (those a search for `q` and `filters` finds, when given), each in the
+    version they see first, with their items, as the catalog workbook."""
+    if q or filters:
+        resources = services.search_catalog(actor, q, filters, sort="code", limit=EXPORT_LIMIT)["resources"]
     else:
         resources = list(services.list_resources(actor).order_by("code")[:EXPORT_LIMIT])
     versions = {version.pk: version for version in _versions(resources)}

@@ -410,7 +410,7 @@ def create_resource(actor: Actor, data: dict) -> Resource:
         resource = Resource.objects.create(code=code, category=category, provider=provider, status=Status.DRAFT)
         version = _write_version(ResourceVersion(resource=resource, number=1, created_by=actor.name), values, items)
         resource.pending = version
-        resource.save(update_fields=["pending"])
+        resource.save(update_fields=["pending", "updated_at"])
         ReviewEvent.objects.create(version=version, action=ReviewEvent.Action.CREATE, actor=actor.name)
         search.index(resource)
         audit.record(actor, "catalog.resource_create", resource,
@@ -461,7 +461,7 @@ def start_revision(actor: Actor, code: str) -> ResourceVersion:
             for item in live.items.all()
         )
         resource.pending = version
-        resource.save(update_fields=["pending"])
+        resource.save(update_fields=["pending", "updated_at"])
         ReviewEvent.objects.create(version=version, action=ReviewEvent.Action.CREATE, actor=actor.name)
         audit.record(actor, "catalog.resource_revise", resource, summary={"code": resource.code, "version": number})
     return version
@@ -480,7 +480,7 @@ def submit(actor: Actor, code: str, comment: str = "") -> ResourceVersion:
         # Rules may have changed since the draft was saved (another resource became an element's source).
         _raise(_authoritative_errors(resource, _claims(version)))
         version.status, version.submitted_at = Status.SUBMITTED, timezone.now()
-        version.save(update_fields=["status", "submitted_at"])
+        version.save(update_fields=["status", "submitted_at", "updated_at"])
         return _transition(actor, resource, version, ReviewEvent.Action.SUBMIT, comment)
 
 
@@ -498,7 +498,7 @@ def review(actor: Actor, code: str, decision: str, comment: str = "") -> Resourc
         if decision == "approve" and submitter is not None and submitter.actor == actor.name:
             raise Forbidden(_("Someone other than the submitter must approve it."))
         version.status = Status.APPROVED if decision == "approve" else Status.RETURNED
-        version.save(update_fields=["status"])
+        version.save(update_fields=["status", "updated_at"])
         action = ReviewEvent.Action.APPROVE if decision == "approve" else ReviewEvent.Action.RETURN
         return _transition(actor, resource, version, action, comment)
 
@@ -514,9 +514,9 @@ def publish(actor: Actor, code: str, comment: str = "") -> ResourceVersion:
         previous = resource.published
         if previous is not None:
             previous.status = Status.SUPERSEDED
-            previous.save(update_fields=["status"])
+            previous.save(update_fields=["status", "updated_at"])
         version.status, version.published_at = Status.PUBLISHED, timezone.now()
-        version.save(update_fields=["status", "published_at"])
+        version.save(update_fields=["status", "published_at", "updated_at"])
         # One datum, one source: the published version's claims are the element registry's truth.
         DataElement.objects.filter(authoritative=resource).exclude(id__in=claims).update(authoritative=None)
         DataElement.objects.filter(id__in=claims).update(authoritative=resource)
@@ -557,7 +557,7 @@ def _transition(actor: Actor, resource: Resource, version: ResourceVersion, acti
     else:
         resource.status = version.status
     resource.save(update_fields=["status", "published", "pending", "deprecated_at", "mount_kind",
-                                 "mount_target", "mounted_at"])
+                                 "mount_target", "mounted_at", "updated_at"])
     # Publishing changes the text people search; the other steps change only facets.
     if action == ReviewEvent.Action.PUBLISH:
         search.index(resource)
@@ -589,7 +589,7 @@ def mount(actor: Actor, code: str, kind: str, target: str) -> Resource:
         if (resource.mount_kind, resource.mount_target) == (kind, target):
             return resource
         resource.mount_kind, resource.mount_target, resource.mounted_at = kind, target, timezone.now()
-        resource.save(update_fields=["mount_kind", "mount_target", "mounted_at"])
+        resource.save(update_fields=["mount_kind", "mount_target", "mounted_at", "updated_at"])
         ReviewEvent.objects.create(version=resource.published, action=ReviewEvent.Action.MOUNT, actor=actor.name,
                                    comment=f"{kind}: {target}")
         search.touch()
@@ -605,7 +605,7 @@ def unmount(actor: Actor, code: str) -> Resource:
             return resource
         old = f"{resource.mount_kind}: {resource.mount_target}"
         resource.mount_kind, resource.mount_target, resource.mounted_at = "", "", None
-        resource.save(update_fields=["mount_kind", "mount_target", "mounted_at"])
+        resource.save(update_fields=["mount_kind", "mount_target", "mounted_at", "updated_at"])
         ReviewEvent.objects.create(version=resource.published, action=ReviewEvent.Action.UNMOUNT, actor=actor.name,
                                    comment=old)
         search.touch()

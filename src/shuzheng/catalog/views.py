@@ -159,7 +159,10 @@ def catalog_view(request):
             page, facets = _search_page(actor, request, q, filters, sort)
         except ServiceError as exc:
             show_form_error(form, exc)
-    export = reverse("api:export_workbook") + (f"?{urlencode({'q': q})}" if q else "")
+    # The workbook holds what the page found: the same text and ticked facets.
+    chosen = [("q", q)] if q else []
+    chosen += [(name, value) for name, values in filters.items() for value in values]
+    export = reverse("api:export_workbook") + (f"?{urlencode(chosen)}" if chosen else "")
     can_edit = authz.allowed(actor, Perm.CATALOG_EDIT)
     return render(request, "catalog/search.html", {
         "form": form, "page": page, "query": query_without_page(request), "facets": _facets(facets, filters),
