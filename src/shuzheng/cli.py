@@ -104,6 +104,7 @@ def _actor_as(username: str | None):
 
 def cmd_catalog_import(args):
     from django.utils.translation import gettext as _
+    from django.utils.translation import ngettext
 
     from shuzheng.catalog import excel
     from shuzheng.core.errors import ServiceError
@@ -123,7 +124,8 @@ def cmd_catalog_import(args):
         sys.exit(2)
     for resource in created:
         print(f"{resource.code}\t{resource.pending.name}")
-    print(_("%(n)s resources registered as drafts.") % {"n": len(created)}, file=sys.stderr)
+    print(ngettext("%(n)s resource registered as a draft.", "%(n)s resources registered as drafts.", len(created))
+          % {"n": len(created)}, file=sys.stderr)
 
 
 def cmd_catalog_export(args):
