@@ -14,6 +14,7 @@ import uuid
 import pytest
 from django.utils import translation
 
+from catalog_helpers import GENERAL_ITEMS, marker, resource_data
 from shuzheng.audit.models import AuditRecord
 from shuzheng.catalog import services
 from shuzheng.catalog.models import (
@@ -43,39 +44,6 @@ def english():
 
 
 # ---- helpers ----
-
-
-def marker() -> str:
-    """A token jieba keeps whole and no demo resource contains: it pins a search to this test's resources."""
-    return "mk" + uuid.uuid4().hex[:12]
-
-
-GENERAL_ITEMS = [
-    {"name": "性别", "element": "DE00003"},
-    {"name": "出生日期", "element": "DE00005"},
-    {"name": "备注", "data_type": "string", "length": 200},
-]
-
-
-def resource_data(demo, provider: str = "public-security", **overrides) -> dict:
-    data = {
-        "category": "101001",
-        "provider": demo.org(provider).code,
-        "name": f"测试资源{uuid.uuid4().hex[:6]}",
-        "summary": "定州市常住户籍人口的基本登记信息。",
-        "format": "database",
-        "sharing_type": "unconditional",
-        "sharing_methods": ["interface"],
-        "open_type": "closed",
-        "update_cycle": "daily",
-        "items": [
-            {"name": "公民身份号码", "element": "DE00001", "is_key": True, "nullable": False, "length": 18},
-            {"name": "姓名", "element": "DE00002", "length": 50},
-            {"name": "性别", "element": "DE00003", "length": 1},
-        ],
-    }
-    data.update(overrides)
-    return data
 
 
 def open_data(demo, provider: str = "public-security", **overrides) -> dict:

@@ -13,6 +13,7 @@ import uuid
 import pytest
 from django.test import Client
 
+from catalog_helpers import GENERAL_ITEMS, marker, resource_data
 from shuzheng.audit.models import AuditRecord
 from shuzheng.catalog import services
 from shuzheng.catalog.models import Category, DataElement, DataItem, Resource, ResourceVersion, ReviewEvent
@@ -81,36 +82,8 @@ def url(code: str, tail: str = "") -> str:
     return f"{API}/resources/{code.replace('/', '-')}{tail}"
 
 
-def marker() -> str:
-    return "mk" + uuid.uuid4().hex[:12]
-
-
-GENERAL_ITEMS = [
-    {"name": "性别", "element": "DE00003"},
-    {"name": "出生日期", "element": "DE00005"},
-    {"name": "备注", "data_type": "string", "length": 200},
-]
-
-
 def body_of(demo, provider: str = "public-security", **overrides) -> dict:
-    body = {
-        "category": "101001",
-        "provider": demo.org(provider).code,
-        "name": f"接口测试资源{uuid.uuid4().hex[:6]}",
-        "summary": "定州市常住户籍人口的基本登记信息。",
-        "format": "database",
-        "sharing_type": "unconditional",
-        "sharing_methods": ["interface"],
-        "open_type": "closed",
-        "update_cycle": "daily",
-        "items": [
-            {"name": "公民身份号码", "element": "DE00001", "is_key": True, "nullable": False, "length": 18},
-            {"name": "姓名", "element": "DE00002", "length": 50},
-            {"name": "性别", "element": "DE00003", "length": 1},
-        ],
-    }
-    body.update(overrides)
-    return body
+    return resource_data(demo, provider, **overrides)
 
 
 def edit_of(body: dict) -> dict:

@@ -20,6 +20,7 @@ from django.db import transaction
 from django.test import Client
 from django.utils import translation
 
+from catalog_helpers import marker
 from shuzheng import cli
 from shuzheng.audit.models import AuditRecord
 from shuzheng.catalog import excel, services
@@ -41,10 +42,6 @@ def english():
 
 
 # ---- helpers ----
-
-
-def marker() -> str:
-    return "mk" + uuid.uuid4().hex[:12]
 
 
 def resource_row(demo, seq, **cells) -> dict:
