@@ -253,6 +253,8 @@ def _matching(idx: Index, token: str) -> np.ndarray:
     found = idx.expanded.get(token)
     if found is None:
         parts = [idx.postings[w] for w in idx.vocabulary if token in w]
+        if CODE.match(token) and token in idx.postings:  # codes are not in the scanned vocabulary
+            parts.append(idx.postings[token])
         found = np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int32)
         if len(idx.expanded) < 10_000:
             idx.expanded[token] = found
