@@ -120,7 +120,9 @@ def cmd_catalog_import(args):
     except ServiceError as exc:
         print(_("error: %(detail)s") % {"detail": exc.detail}, file=sys.stderr)
         for error in exc.errors:
-            print(f"{error.field} {error.message}", file=sys.stderr)
+            # Workbook errors name a cell (资源!C5) and their message starts with the column title.
+            print(f"{error.field} {error.message}" if "!" in error.field else f"{error.field}: {error.message}",
+                  file=sys.stderr)
         sys.exit(2)
     for resource in created:
         print(f"{resource.code}\t{resource.pending.name}")
