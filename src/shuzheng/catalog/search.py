@@ -23,7 +23,6 @@ from pathlib import Path
 
 import jieba
 import numpy as np
-from django.db import transaction
 
 jieba.setLogLevel(logging.WARNING)
 _jieba_ready = threading.Lock()
@@ -185,15 +184,16 @@ def build(generation: int) -> Index:
 def _build(generation: int) -> Index:
     from shuzheng.catalog.models import Resource, SearchDocument
 
-    # One consistent read of documents and facet values.
-    with transaction.atomic():
-        docs = list(SearchDocument.objects.order_by("-sort_key").values_list("resource_id", "name_tokens", "tokens"))
-        cols = ("id", "code", "status", "provider_id", "category__code", "mount_kind", "provider__code")
-        version_cols = ("name", "sharing_type", "open_type", "update_cycle", "format", "level")
-        rows = {
-            r[0]: r for r in Resource.objects.values_list(
-                *cols, *(f"published__{c}" for c in version_cols), *(f"pending__{c}" for c in version_cols))
-        }
+    # No transaction (on SQLite it would hold the write lock for the whole read). Documents are read before
+    # resources, and resources are never deleted, so every document finds its resource; a change committed
+    # in between makes this index newer than its generation, and the next search rebuilds it again.
+    docs = list(SearchDocument.objects.order_by("-sort_key").values_list("resource_id", "name_tokens", "tokens"))
+    cols = ("id", "code", "status", "provider_id", "category__code", "mount_kind", "provider__code")
+    version_cols = ("name", "sharing_type", "open_type", "update_cycle", "format", "level")
+    rows = {
+        r[0]: r for r in Resource.objects.values_list(
+            *cols, *(f"published__{c}" for c in version_cols), *(f"pending__{c}" for c in version_cols))
+    }
     ids, postings, name_postings = [], {}, {}
     facet_values = {name: [] for name in FACETS}
     provider_column, names, codes = [], [], []
