@@ -5,6 +5,9 @@ fields pass any value on for the service to judge (its message is the one the AP
 
 from __future__ import annotations
 
+import csv
+import io
+
 from django import forms
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
@@ -229,3 +232,115 @@ class CompareForm(forms.Form):
         choices = [(str(n), _("Version %(n)s") % {"n": n}) for n in numbers]
         self.fields["from"] = forms.TypedChoiceField(label=_("Compare version"), coerce=int, choices=choices)
         self.fields["to"] = forms.TypedChoiceField(label=_("with version"), coerce=int, choices=choices)
+
+
+# ---- data standards: data elements and code tables ------------------------------------------------------
+
+
+class ElementForm(forms.Form):
+    """A data element (数据元). The identifier is given once, at creation; the service checks the rest."""
+
+    identifier = forms.CharField(label=_("Identifier"), max_length=20,
+                                 help_text=_("Capital letters and digits, e.g. DE00051. It never changes."),
+                                 widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}))
+    name = forms.CharField(label=_("Name"), max_length=60)
+    definition = forms.CharField(label=_("Definition"), max_length=4000, widget=forms.Textarea(attrs={"rows": 3}))
+    data_type = _ServiceChoiceField(label=_("Data type"), choices=_blank("—") + list(DataType.choices))
+    format = forms.CharField(label=_("Format"), required=False, max_length=40,
+                             help_text=_("GB/T 18391 notation: a letters, n digits, an letters or digits, c any "
+                                         "character; a number after it is an exact length, “..” an upper limit "
+                                         "(n1, c18, c..50); dates as YYYYMMDD."),
+                             widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}))
+    value_domain = forms.CharField(label=_("Value domain"), required=False, max_length=200,
+                                   help_text=_("The values allowed, in words, e.g. the standard they follow."))
+    code_table = _ServiceChoiceField(label=_("Code table"), required=False)
+    level = _ServiceChoiceField(label=_("Sensitivity level"), choices=list(Level.choices), initial=Level.GENERAL)
+
+    def __init__(self, *args, code_tables=(), editing=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["code_table"].choices = _blank(_("None")) + [
+            (t.code, f"{t.standard or t.code} {t.name}") for t in code_tables]
+        if editing:
+            del self.fields["identifier"]
+
+    def service_data(self) -> dict:
+        return {name: (value.strip() if isinstance(value, str) else value) for name, value in self.cleaned_data.items()}
+
+
+CODE_VALUE_LIMITS = (("code", 20), ("name", 100), ("parent", 20))
+
+
+def code_value_lines(values) -> str:
+    """A table's values as the textarea shows them: "code,name[,parent code]", quoted where needed."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for v in values:
+        writer.writerow([v.code, v.name, v.parent_code] if v.parent_code else [v.code, v.name])
+    return out.getvalue()
+
+
+def parse_code_values(text: str) -> tuple[list[dict], list[int], list[str]]:
+    """The textarea's lines as the service's values ({"code", "name", "parent"}), the line number each value
+    came from, and the lines that could not be read. A line is "code,name[,parent code]", or the same
+    separated by tabs as pasted from a spreadsheet; blank lines are skipped."""
+    values, line_numbers, errors = [], [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        delimiter = "\t" if "\t" in line else ","
+        if delimiter == "," and "," not in line:
+            line = line.replace("，", ",")  # typed with a Chinese input method
+        try:
+            cells = [c.strip() for c in next(csv.reader([line], delimiter=delimiter))]
+        except csv.Error:
+            cells = []
+        while len(cells) > 2 and not cells[-1]:
+            cells.pop()  # empty cells at the end of a spreadsheet row
+        if len(cells) not in (2, 3):
+            errors.append(gettext("Line %(n)s: write the code, the name and optionally the parent code, "
+                                  "separated by commas or tabs.") % {"n": number})
+            continue
+        value = dict(zip(("code", "name", "parent"), cells + [""]))
+        too_long = [(key, limit) for key, limit in CODE_VALUE_LIMITS if len(value[key]) > limit]
+        if too_long:
+            key, limit = too_long[0]
+            message = (gettext("Line %(n)s: a name is at most %(limit)s characters.") if key == "name" else
+                       gettext("Line %(n)s: a code is at most %(limit)s characters."))
+            errors.append(message % {"n": number, "limit": limit})
+            continue
+        values.append(value)
+        line_numbers.append(number)
+    return values, line_numbers, errors
+
+
+class CodeTableForm(forms.Form):
+    """A code table (代码集) and all its values, one per line; saving replaces the values as a whole."""
+
+    code = forms.CharField(label=_("Code"), max_length=40,
+                           help_text=_("Letters, digits, “_”, “.” or “-”, e.g. GB_T_2261.1. It never changes."),
+                           widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}))
+    name = forms.CharField(label=_("Name"), max_length=100)
+    standard = forms.CharField(label=_("Standard"), required=False, max_length=60,
+                               help_text=_("The standard it comes from, e.g. GB/T 2261.1-2003."))
+    description = forms.CharField(label=_("Description"), required=False, max_length=4000,
+                                  widget=forms.Textarea(attrs={"rows": 2}))
+    values = forms.CharField(label=_("Code values"), required=False, max_length=500_000,
+                             help_text=_("One value per line: code,name and optionally the parent code "
+                                         "(1,男性 or 0101,谷物种植,01). Rows copied from a spreadsheet (separated "
+                                         "by tabs) can be pasted as they are."),
+                             widget=forms.Textarea(attrs={"rows": 16, "spellcheck": "false"}))
+
+    def __init__(self, *args, editing=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.line_numbers: list[int] = []
+        if editing:
+            del self.fields["code"]
+
+    def clean_values(self):
+        values, self.line_numbers, errors = parse_code_values(self.cleaned_data["values"])
+        if errors:
+            raise forms.ValidationError(errors)
+        return values
+
+    def service_data(self) -> dict:
+        return {name: (value.strip() if isinstance(value, str) else value) for name, value in self.cleaned_data.items()}

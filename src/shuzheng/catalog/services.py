@@ -127,6 +127,8 @@ def save_code_table(actor: Actor, data: dict) -> CodeTable:
         code = str(value.get("code") or "").strip()
         if not code or not str(value.get("name") or "").strip():
             errors.append(FieldError(f"values[{i}]", _("Each value needs a code and a name.")))
+        elif len(code) > 20 or len(str(value.get("parent") or "").strip()) > 20 or len(value["name"].strip()) > 100:
+            errors.append(FieldError(f"values[{i}]", _("A code has at most 20 characters and a name at most 100.")))
         elif code in seen:
             errors.append(FieldError(f"values[{i}].code", _("Code %(code)s appears twice.") % {"code": code}))
         seen.add(code)

@@ -21,8 +21,12 @@ urlpatterns = [
     path("catalog/<str:code>/unmount/", views.unmount_view, name="resource_unmount"),
     path("standards/", views.standards_view, name="standards"),
     path("standards/elements/", views.elements_view, name="elements"),
+    path("standards/elements/new/", views.element_create_view, name="element_create"),
     path("standards/elements/<str:identifier>/", views.element_view, name="element"),
+    path("standards/elements/<str:identifier>/edit/", views.element_edit_view, name="element_edit"),
     path("standards/code-tables/", views.code_tables_view, name="code_tables"),
+    path("standards/code-tables/new/", views.code_table_create_view, name="code_table_create"),
     path("standards/code-tables/<str:code>/", views.code_table_view, name="code_table"),
+    path("standards/code-tables/<str:code>/edit/", views.code_table_edit_view, name="code_table_edit"),
     path("standards/sources/", views.sources_view, name="sources"),
 ]

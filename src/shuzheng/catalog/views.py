@@ -28,10 +28,12 @@ from shuzheng.catalog import excel, search, services
 from shuzheng.catalog.forms import (
     BLANK_ROWS,
     CatalogSearchForm,
+    CodeTableForm,
     CodeValueFilterForm,
     CompareForm,
     DeprecateForm,
     ElementFilterForm,
+    ElementForm,
     ImportForm,
     ItemForm,
     ItemFormSet,
@@ -39,6 +41,7 @@ from shuzheng.catalog.forms import (
     ResourceForm,
     ReviewForm,
     category_choices,
+    code_value_lines,
 )
 from shuzheng.catalog.models import (
     EDITABLE,
@@ -642,7 +645,8 @@ def elements_view(request):
     page = page_of(request, services.list_elements(q))
     visible = _visible(Actor.from_request(request), [e.authoritative for e in page.object_list])
     return render(request, "catalog/elements.html",
-                  {"form": form, "page": page, "query": query_without_page(request), "visible": visible})
+                  {"form": form, "page": page, "query": query_without_page(request), "visible": visible,
+                   "can_manage": authz.allowed(Actor.from_request(request), Perm.STANDARD_MANAGE)})
 
 
 def element_view(request, identifier):
@@ -654,12 +658,14 @@ def element_view(request, identifier):
         raise
     # The published resources the caller may see that carry the element: its source and its copies.
     return render(request, "catalog/element_detail.html", {
-        "element": element, "carriers": services.carriers(actor, element), "visible": _visible(actor, [element.authoritative])})
+        "element": element, "carriers": services.carriers(actor, element), "visible": _visible(actor, [element.authoritative]),
+        "can_manage": authz.allowed(actor, Perm.STANDARD_MANAGE)})
 
 
 def code_tables_view(request):
     return render(request, "catalog/code_tables.html",
-                  {"page": page_of(request, services.list_code_tables().order_by("code"))})
+                  {"page": page_of(request, services.list_code_tables().order_by("code")),
+                   "can_manage": authz.allowed(Actor.from_request(request), Perm.STANDARD_MANAGE)})
 
 
 def code_table_view(request, code):
@@ -679,9 +685,136 @@ def code_table_view(request, code):
     for value in page.object_list:
         value.parent_name = names.get(value.parent_code, "")
     return render(request, "catalog/code_table_detail.html",
-                  {"table": table, "form": form, "page": page, "query": query_without_page(request)})
+                  {"table": table, "form": form, "page": page, "query": query_without_page(request),
+                   "can_manage": authz.allowed(Actor.from_request(request), Perm.STANDARD_MANAGE)})
 
 
 def sources_view(request):
     actor = Actor.from_request(request)
     return render(request, "catalog/sources.html", {"report": services.source_report(actor)})
+
+
+# ---- data standards: the element and code-table forms ---------------------------------------------------
+
+
+def _require_standards(actor: Actor) -> None:
+    """The forms are for those who maintain the standards; anyone else gets 403 (the services check again)."""
+    try:
+        authz.require(actor, Perm.STANDARD_MANAGE)
+    except ServiceError as exc:
+        raise_http_error(exc)
+        raise
+
+
+def _element_form(request, actor: Actor, element=None):
+    """The form of a new data element (element None) or of `element`."""
+    initial = {"level": Level.GENERAL}
+    if element is not None:
+        initial = {name: getattr(element, name) for name in (
+            "name", "definition", "data_type", "format", "value_domain", "level")}
+        initial["code_table"] = element.code_table.code if element.code_table_id else ""
+    form = ElementForm(request.POST or None, initial=initial, editing=element is not None,
+                       code_tables=services.list_code_tables().order_by("code"))
+    if request.method == "POST" and form.is_valid():
+        data = form.service_data()
+        if element is not None:
+            data["identifier"] = element.identifier
+        if element is None and services.list_elements().filter(identifier=data["identifier"]).exists():
+            # save_element replaces an element with the same identifier; a new one must not.
+            form.add_error("identifier", _("Data element %(id)s already exists.") % {"id": data["identifier"]})
+        else:
+            try:
+                saved = services.save_element(actor, data)
+            except ServiceError as exc:
+                show_form_error(form, exc)
+            else:
+                if element is None:
+                    messages.success(request, _("Data element %(id)s is created.") % {"id": saved.identifier})
+                else:
+                    messages.success(request, _("Data element %(id)s is saved.") % {"id": saved.identifier})
+                return redirect("web:element", identifier=saved.identifier)
+    return render(request, "catalog/element_form.html", {"form": form, "element": element})
+
+
+@login_required
+def element_create_view(request):
+    actor = Actor.from_request(request)
+    _require_standards(actor)
+    return _element_form(request, actor)
+
+
+@login_required
+def element_edit_view(request, identifier):
+    actor = Actor.from_request(request)
+    _require_standards(actor)
+    try:
+        element = services.find_element(identifier)
+    except ServiceError as exc:
+        raise_http_error(exc)
+        raise
+    return _element_form(request, actor, element)
+
+
+VALUE_ERROR = re.compile(r"^values\[(\d+)\]")
+
+
+def _show_code_table_errors(form, exc: ServiceError) -> None:
+    """Service errors next to the fields; values[n]... on the values box, naming the line value n came from."""
+    raise_http_error(exc)
+    if not exc.errors:
+        form.add_error(None, str(exc.detail))
+    for error in exc.errors:
+        message = str(error.message)
+        match = VALUE_ERROR.match(error.field)
+        if match and int(match.group(1)) < len(form.line_numbers):
+            line = form.line_numbers[int(match.group(1))]
+            form.add_error("values", _("Line %(n)s: %(error)s") % {"n": line, "error": message})
+        else:
+            form.add_error(error.field if error.field in form.fields else None, message)
+
+
+def _code_table_form(request, actor: Actor, table=None):
+    """The form of a new code table (table None) or of `table`, its values one per line."""
+    initial = {}
+    if table is not None:
+        initial = {"name": table.name, "standard": table.standard, "description": table.description,
+                   "values": code_value_lines(table.values.order_by("position"))}
+    form = CodeTableForm(request.POST or None, initial=initial, editing=table is not None)
+    if request.method == "POST" and form.is_valid():
+        data = form.service_data()
+        if table is not None:
+            data["code"] = table.code
+        if table is None and services.list_code_tables().filter(code=data["code"]).exists():
+            # save_code_table replaces a table with the same code; a new one must not.
+            form.add_error("code", _("Code table %(code)s already exists.") % {"code": data["code"]})
+        else:
+            try:
+                saved = services.save_code_table(actor, data)
+            except ServiceError as exc:
+                _show_code_table_errors(form, exc)
+            else:
+                n = len(data["values"])
+                messages.success(request, ngettext(
+                    "Code table %(code)s is saved with %(n)s value.",
+                    "Code table %(code)s is saved with %(n)s values.", n) % {"code": saved.code, "n": n})
+                return redirect("web:code_table", code=saved.code)
+    return render(request, "catalog/code_table_form.html", {"form": form, "table": table})
+
+
+@login_required
+def code_table_create_view(request):
+    actor = Actor.from_request(request)
+    _require_standards(actor)
+    return _code_table_form(request, actor)
+
+
+@login_required
+def code_table_edit_view(request, code):
+    actor = Actor.from_request(request)
+    _require_standards(actor)
+    try:
+        table = services.get_code_table(code)
+    except ServiceError as exc:
+        raise_http_error(exc)
+        raise
+    return _code_table_form(request, actor, table)
