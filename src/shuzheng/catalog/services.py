@@ -115,8 +115,9 @@ def get_code_table(code: str) -> CodeTable:
     return table
 
 
-def save_code_table(actor: Actor, data: dict) -> CodeTable:
-    """Creates or replaces a code table with its values (a whole standard is loaded at once)."""
+def save_code_table(actor: Actor, data: dict, new: bool = False) -> CodeTable:
+    """Creates or replaces a code table with its values (a whole standard is loaded at once); with `new`,
+    an existing table of that code is an error rather than replaced."""
     authz.require(actor, Perm.STANDARD_MANAGE)
     errors = _missing(data, ["code", "name"])
     if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,40}", _text(data.get("code")) or "-"):
@@ -140,6 +141,9 @@ def save_code_table(actor: Actor, data: dict) -> CodeTable:
     with transaction.atomic():
         table = CodeTable.objects.filter(code=data["code"]).first() or CodeTable(code=data["code"])
         creating = table._state.adding
+        if new and not creating:
+            raise Conflict(_("Code table %(code)s already exists.") % {"code": table.code},
+                           [FieldError("code", _("Code table %(code)s already exists.") % {"code": table.code})])
         table.name, table.standard = data["name"], data.get("standard", "")
         table.description = data.get("description", "")
         table.save()
@@ -180,7 +184,8 @@ def find_element(identifier: str) -> DataElement:
 ELEMENT_FIELDS = ("identifier", "name", "definition", "data_type", "format", "value_domain", "code_table", "level")
 
 
-def save_element(actor: Actor, data: dict) -> DataElement:
+def save_element(actor: Actor, data: dict, new: bool = False) -> DataElement:
+    """Creates or updates a data element; with `new`, an existing identifier is an error, not an update."""
     authz.require(actor, Perm.STANDARD_MANAGE)
     errors = _missing(data, ["identifier", "name", "definition", "data_type"])
     errors += _choice(data, "data_type", DataType) + _choice(data, "level", Level)
@@ -195,6 +200,9 @@ def save_element(actor: Actor, data: dict) -> DataElement:
     with transaction.atomic():
         element = DataElement.objects.filter(identifier=data["identifier"]).first()
         creating = element is None
+        if new and not creating:
+            message = _("Data element %(id)s already exists.") % {"id": element.identifier}
+            raise Conflict(message, [FieldError("identifier", message)])
         element = element or DataElement(identifier=data["identifier"])
         before = {f: _element_value(element, f) for f in ELEMENT_FIELDS}
         for name in ("name", "definition", "data_type", "format", "value_domain"):

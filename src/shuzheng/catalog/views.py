@@ -719,20 +719,16 @@ def _element_form(request, actor: Actor, element=None):
         data = form.service_data()
         if element is not None:
             data["identifier"] = element.identifier
-        if element is None and services.list_elements().filter(identifier=data["identifier"]).exists():
-            # save_element replaces an element with the same identifier; a new one must not.
-            form.add_error("identifier", _("Data element %(id)s already exists.") % {"id": data["identifier"]})
+        try:
+            saved = services.save_element(actor, data, new=element is None)
+        except ServiceError as exc:
+            show_form_error(form, exc)
         else:
-            try:
-                saved = services.save_element(actor, data)
-            except ServiceError as exc:
-                show_form_error(form, exc)
+            if element is None:
+                messages.success(request, _("Data element %(id)s is created.") % {"id": saved.identifier})
             else:
-                if element is None:
-                    messages.success(request, _("Data element %(id)s is created.") % {"id": saved.identifier})
-                else:
-                    messages.success(request, _("Data element %(id)s is saved.") % {"id": saved.identifier})
-                return redirect("web:element", identifier=saved.identifier)
+                messages.success(request, _("Data element %(id)s is saved.") % {"id": saved.identifier})
+            return redirect("web:element", identifier=saved.identifier)
     return render(request, "catalog/element_form.html", {"form": form, "element": element})
 
 
@@ -784,20 +780,16 @@ def _code_table_form(request, actor: Actor, table=None):
         data = form.service_data()
         if table is not None:
             data["code"] = table.code
-        if table is None and services.list_code_tables().filter(code=data["code"]).exists():
-            # save_code_table replaces a table with the same code; a new one must not.
-            form.add_error("code", _("Code table %(code)s already exists.") % {"code": data["code"]})
+        try:
+            saved = services.save_code_table(actor, data, new=table is None)
+        except ServiceError as exc:
+            _show_code_table_errors(form, exc)
         else:
-            try:
-                saved = services.save_code_table(actor, data)
-            except ServiceError as exc:
-                _show_code_table_errors(form, exc)
-            else:
-                n = len(data["values"])
-                messages.success(request, ngettext(
-                    "Code table %(code)s is saved with %(n)s value.",
-                    "Code table %(code)s is saved with %(n)s values.", n) % {"code": saved.code, "n": n})
-                return redirect("web:code_table", code=saved.code)
+            n = len(data["values"])
+            messages.success(request, ngettext(
+                "Code table %(code)s is saved with %(n)s value.",
+                "Code table %(code)s is saved with %(n)s values.", n) % {"code": saved.code, "n": n})
+            return redirect("web:code_table", code=saved.code)
     return render(request, "catalog/code_table_form.html", {"form": form, "table": table})
 
 
