@@ -99,8 +99,8 @@ def document(resource, version, item_names: list[str]):
 def touch() -> None:
     from shuzheng.catalog.models import SearchGeneration
 
-    if not SearchGeneration.objects.filter(id=1).update(value=secrets.randbits(62)):
-        SearchGeneration.objects.create(id=1, value=secrets.randbits(62))
+    # The row is created by migration 0002.
+    SearchGeneration.objects.filter(id=1).update(value=secrets.randbits(62))
 
 
 # --------------------------------------------------------------------------------------------------
