@@ -317,7 +317,7 @@ def summary_of(resource: Resource, version: ResourceVersion | None = None) -> di
 
 
 def detail_of(actor: Actor, resource: Resource, version: ResourceVersion) -> dict:
-    pending = resource.pending if resource.pending_id and services.may_see_pending(actor, resource) else None
+    pending = services.visible_pending(actor, resource)
     items = []
     for item in services.items_of(version):
         element = item.element

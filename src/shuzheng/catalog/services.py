@@ -323,11 +323,19 @@ def _facet_labels(facets: dict) -> dict:
     return labels
 
 
+def visible_pending(actor: Actor, resource: Resource) -> ResourceVersion | None:
+    """The version under way, when `actor` may see it (its department and the reviewers)."""
+    return resource.pending if resource.pending_id and may_see_pending(actor, resource) else None
+
+
 def list_versions(actor: Actor, code: str) -> QuerySet:
+    return _versions(actor, get_resource(actor, code))
+
+
+def _versions(actor: Actor, resource: Resource) -> QuerySet:
     """The versions `actor` may see: all of them for the department and reviewers; for everyone else only
     versions that were actually published (a revision withdrawn by deprecation never was), and for the
     public only those that were open."""
-    resource = get_resource(actor, code)
     qs = resource.versions.select_related("owner", "manager", "steward")
     if not may_see_pending(actor, resource):
         qs = qs.filter(published_at__isnull=False)
@@ -338,12 +346,11 @@ def list_versions(actor: Actor, code: str) -> QuerySet:
 
 def get_version(actor: Actor, code: str, number: int | None = None) -> ResourceVersion:
     """A version by number, or the one `actor` sees first (published, else the pending one)."""
-    versions = list_versions(actor, code)
-    if number is None:
-        resource = get_resource(actor, code)
-        version = resource.published if resource.published_id else versions.first()
-    else:
-        version = versions.filter(number=number).first()
+    resource = get_resource(actor, code)
+    if number is None and resource.published_id:
+        return resource.published
+    versions = _versions(actor, resource)
+    version = versions.first() if number is None else versions.filter(number=number).first()
     if version is None:
         raise NotFound(_("Resource %(code)s has no version %(n)s.") % {"code": code, "n": number})
     return version
@@ -353,7 +360,7 @@ def available_actions(actor: Actor, resource: Resource) -> dict[str, bool]:
     """Which lifecycle steps `actor` may take on `resource` now: what the UI shows as buttons and the API
     reports. Each step's service checks the same permission and state again."""
     provider = resource.provider
-    pending = resource.pending if resource.pending_id and may_see_pending(actor, resource) else None
+    pending = visible_pending(actor, resource)
     state = pending.status if pending else None
     can_edit = authz.allowed(actor, Perm.CATALOG_EDIT, provider)
     can_submit = authz.allowed(actor, Perm.CATALOG_SUBMIT, provider)
@@ -378,7 +385,7 @@ def carriers(actor: Actor, element: DataElement) -> QuerySet:
 
 
 def items_of(version: ResourceVersion) -> QuerySet:
-    return version.items.select_related("element", "element__authoritative")
+    return version.items.select_related("element", "element__authoritative__published")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -101,8 +101,8 @@ def _error_messages(request, exc: ServiceError) -> None:
 def _visible(actor: Actor, resources) -> set:
     """Which of `resources` (an element's source, the resource an item copies) the actor may see: only
     those are named and linked."""
-    ids = {r.pk for r in resources if r is not None}
-    return set(services.list_resources(actor).filter(pk__in=ids).values_list("pk", flat=True)) if ids else set()
+    who = services.visibility(actor)
+    return {r.pk for r in resources if r is not None and who.allows(r)}
 
 
 # ---- search and browse ----------------------------------------------------------------------------------
@@ -207,7 +207,7 @@ def _detail_page(request, code: str, review_form=None, deprecate_form=None, moun
     except ServiceError as exc:
         raise_http_error(exc)
         raise
-    pending = resource.pending if resource.pending_id and services.may_see_pending(actor, resource) else None
+    pending = services.visible_pending(actor, resource)
     actions = services.available_actions(actor, resource)
     returned = None
     if pending is not None and pending.status == Status.RETURNED:
