@@ -61,6 +61,9 @@ INSTALLED_APPS = [
     "shuzheng.org",
     "shuzheng.audit",
     "shuzheng.catalog",
+    "shuzheng.warehouse",
+    "shuzheng.ingest",
+    "shuzheng.quality",
     "shuzheng.web",
 ]
 

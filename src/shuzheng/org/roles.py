@@ -49,6 +49,10 @@ class Perm(models.TextChoices):
     CATALOG_DRAFTS = "catalog.drafts", _("See catalog resources that are not yet published")
     CATALOG_REVIEW = "catalog.review", _("Review and publish catalog resources")
     STANDARD_MANAGE = "standard.manage", _("Maintain data elements and code tables")
+    DATA_LOAD = "data.load", _("Load data into the warehouse and read quarantined rows")
+    QUALITY_MANAGE = "quality.manage", _("Maintain a resource's quality rules and load settings")
+    TICKET_HANDLE = "ticket.handle", _("Handle correction tickets on the organization's resources")
+    TICKET_OVERSEE = "ticket.oversee", _("See and decide every correction ticket")
 
 
 ROLE_PERMISSIONS: dict[str, dict[str, str]] = {
@@ -71,12 +75,14 @@ ROLE_PERMISSIONS: dict[str, dict[str, str]] = {
     Role.LEADING_GROUP: {
         Perm.USER_VIEW: ALL,
         Perm.SYSTEM_VIEW: ALL,
+        Perm.TICKET_OVERSEE: ALL,
     },
     Role.CATALOG_REVIEWER: {
         Perm.USER_VIEW: OWN,
         Perm.CATALOG_DRAFTS: ALL,
         Perm.CATALOG_REVIEW: ALL,
         Perm.STANDARD_MANAGE: ALL,
+        Perm.TICKET_OVERSEE: ALL,
     },
     Role.DATA_OFFICER: {
         Perm.CATALOG_EDIT: OWN,
@@ -87,9 +93,15 @@ ROLE_PERMISSIONS: dict[str, dict[str, str]] = {
         Perm.SYSTEM_MANAGE: OWN,
         Perm.APIKEY_REVOKE: OWN,
         Perm.GRANT_MANAGE: OWN,
+        Perm.DATA_LOAD: OWN,
+        Perm.QUALITY_MANAGE: OWN,
+        Perm.TICKET_HANDLE: OWN,
     },
     Role.DATA_STEWARD: {
         Perm.CATALOG_EDIT: OWN,
+        Perm.DATA_LOAD: OWN,
+        Perm.QUALITY_MANAGE: OWN,
+        Perm.TICKET_HANDLE: OWN,
         Perm.CATALOG_DRAFTS: OWN,
         Perm.USER_VIEW: OWN,
         Perm.SYSTEM_VIEW: OWN,
