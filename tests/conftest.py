@@ -32,6 +32,10 @@ def django_db_setup(django_db_setup, django_db_blocker):
 
     with django_db_blocker.unblock():
         load_demo()
+    yield
+    from shuzheng.warehouse import lake
+
+    lake.close()  # the Iceberg catalog's connections, so that the test database can be dropped
 
 
 @pytest.fixture

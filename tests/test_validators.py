@@ -63,6 +63,18 @@ def test_ids_with_impossible_dates_or_bad_shape():
     assert not is_citizen_id(None)
 
 
+def test_only_ascii_digits_count_and_nothing_may_follow():
+    first17 = "13068219491231002"
+    valid = first17 + citizen_id_check_char(first17)
+    assert is_citizen_id(valid)
+    assert not is_citizen_id(valid.replace("2", "２", 1))  # a full-width digit
+    assert not is_citizen_id(valid + "\n")
+    code = make_credit_code("91", "130682", "MA0000AB")
+    assert is_credit_code(code) and not is_credit_code(code + "\n")
+    assert not is_credit_code(code[:3] + "３" + code[4:])  # refused, not a KeyError
+    assert is_mobile("13812345678") and not is_mobile("1381234567８") and not is_mobile("13812345678\n")
+
+
 @given(st.text(alphabet=CC_ALPHABET, min_size=8, max_size=8), st.sampled_from(REGIONS),
        st.sampled_from(["11", "12", "51", "91", "92", "93"]))
 @settings(max_examples=300)

@@ -147,6 +147,94 @@ def cmd_catalog_export(args):
     print(_("Wrote %(file)s.") % {"file": args.file}, file=sys.stderr)
 
 
+def _fail(exc) -> None:
+    from django.utils.translation import gettext as _
+
+    print(_("error: %(detail)s") % {"detail": exc.detail}, file=sys.stderr)
+    for error in exc.errors:
+        print(f"  {error.field}: {error.message}", file=sys.stderr)
+    sys.exit(2)
+
+
+class _Progress:
+    """One line on a terminal that says which phase a load is in and for how long."""
+
+    def __init__(self, enabled: bool):
+        import time
+
+        self.enabled, self.time, self.start = enabled, time, time.monotonic()
+
+    def __call__(self, phase: str) -> None:
+        if self.enabled:
+            elapsed = self.time.monotonic() - self.start
+            print(f"\r  [{elapsed:6.1f} s] {phase:<12}", end="", file=sys.stderr, flush=True)
+
+    def done(self) -> None:
+        if self.enabled:
+            print(file=sys.stderr)
+
+
+def _mapping(pairs: list[str]) -> dict:
+    return dict(pair.split("=", 1) for pair in pairs or [] if "=" in pair)
+
+
+def cmd_ingest(args):
+    from shuzheng.core.errors import ServiceError
+    from shuzheng.ingest import services
+
+    actor = _actor_as(args.as_user)
+    progress = _Progress(sys.stderr.isatty() and not args.json)
+    try:
+        load = services.ingest_file(actor, args.resource, args.file, mode=args.mode, encoding=args.encoding,
+                                    format=args.format, sheet=args.sheet, mapping=_mapping(args.map),
+                                    progress=progress)
+    except ServiceError as exc:
+        progress.done()
+        _fail(exc)
+    progress.done()
+    result = {"load": str(load.id), "state": load.state, "loaded": load.loaded, "quarantined": load.quarantined,
+              "unreadable": load.unreadable, "rejected": load.state != "committed", "snapshot_id": load.snapshot_id,
+              "rows_after": load.rows_after, "scores": load.scores, "error": load.error,
+              "seconds": round((load.finished_at - load.created_at).total_seconds(), 3),
+              "checks": load.lineage.get("checks")}
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        print(_load_text(load))
+    sys.exit(0 if load.state == "committed" else 1)
+
+
+def _load_text(load) -> str:
+    from django.utils.translation import gettext as _
+
+    lines = [_("%(state)s: %(loaded)s rows loaded, %(quarantined)s quarantined, %(unreadable)s unreadable.")
+             % {"state": load.get_state_display(), "loaded": load.loaded, "quarantined": load.quarantined,
+                "unreadable": load.unreadable}]
+    if load.snapshot_id:
+        lines.append(_("Snapshot %(id)s; the table now holds %(rows)s rows.") % {"id": load.snapshot_id,
+                                                                                  "rows": load.rows_after})
+    if load.error:
+        lines.append(load.error)
+    for finding in load.findings[:20]:
+        lines.append(f"  {finding['count']:>8}  {finding['item']}: {finding['message']}"
+                     + ("" if finding["blocking"] else " " + _("(warning)")))
+    return "\n".join(lines)
+
+
+def cmd_quality_report(args):
+    from shuzheng.core.errors import ServiceError
+    from shuzheng.quality import reports
+
+    try:
+        report = reports.resource_report(_actor_as(args.as_user), args.resource)
+    except ServiceError as exc:
+        _fail(exc)
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False, default=str))
+    else:
+        print(reports.as_text(report))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shuzheng", description="Shuzheng (数政) government data platform")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -198,6 +286,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as", dest="as_user", metavar="USERNAME", help="export what this user may see")
     p.add_argument("--query", default="", help="only resources matching this search")
     p.set_defaults(func=cmd_catalog_export)
+
+    p = sub.add_parser("ingest", help="load a file into a resource's warehouse table (one snapshot or nothing)")
+    p.add_argument("file", metavar="FILE", help="CSV (UTF-8, GBK, GB18030), XLSX, JSON, JSON Lines or Parquet")
+    p.add_argument("--resource", required=True, metavar="CODE", help="catalog resource code, e.g. 101001000/000001")
+    p.add_argument("--mode", default="append", choices=["append", "upsert", "replace"])
+    p.add_argument("--encoding", choices=["utf-8", "gbk", "gb18030"], help="CSV encoding (default: detected)")
+    p.add_argument("--format", choices=["csv", "xlsx", "json", "jsonl", "parquet"], help="default: by suffix")
+    p.add_argument("--sheet", help="XLSX sheet (default: the first)")
+    p.add_argument("--map", action="append", metavar="ITEM=COLUMN", help="source column for a data item")
+    p.add_argument("--as", dest="as_user", metavar="USERNAME", help="load as this user (their permissions apply)")
+    p.add_argument("--json", action="store_true", help="print one JSON line")
+    p.set_defaults(func=cmd_ingest)
+
+    quality = sub.add_parser("quality", help="data quality").add_subparsers(dest="quality_command", required=True)
+    p = quality.add_parser("report", help="a resource's quality scores, trend and open findings")
+    p.add_argument("resource", metavar="CODE")
+    p.add_argument("--as", dest="as_user", metavar="USERNAME")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_quality_report)
     return parser
 
 

@@ -15,7 +15,7 @@ from django.utils.translation import gettext as _
 
 _ID_WEIGHTS = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
 _ID_CHECK = "10X98765432"
-_ID_RE = re.compile(r"^\d{17}[\dX]$")
+_ID_RE = re.compile(r"^[0-9]{17}[0-9X]\Z")
 
 
 def citizen_id_check_char(first17: str) -> str:
@@ -38,7 +38,7 @@ def is_citizen_id(value: str) -> bool:
 _CC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 _CC_VALUE = {c: i for i, c in enumerate(_CC_ALPHABET)}
 _CC_WEIGHTS = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28]
-_CC_RE = re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$")
+_CC_RE = re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}[0-9]{6}[0-9A-HJ-NPQRTUWXY]{10}\Z")
 
 _OC_WEIGHTS = [3, 7, 9, 10, 5, 8, 4, 2]
 
@@ -68,7 +68,7 @@ def make_credit_code(authority: str, region6: str, org_code8: str) -> str:
     return first17 + credit_code_check_char(first17)
 
 
-_MOBILE_RE = re.compile(r"^1[3-9]\d{9}$")
+_MOBILE_RE = re.compile(r"^1[3-9][0-9]{9}\Z")
 
 
 def is_mobile(value: str) -> bool:

@@ -12,6 +12,7 @@ from shuzheng.catalog.models import DataElement, Resource
 from shuzheng.core.crypto import sm3
 from shuzheng.core.validators import make_credit_code
 from shuzheng.demo import catalog
+from shuzheng.demo import data as governed_data
 from shuzheng.org import services
 from shuzheng.org.models import Organization, Region, User, UserRole
 from shuzheng.org.roles import Role
@@ -95,6 +96,8 @@ def load_demo(progress: bool = False) -> dict:
     catalog.load_reference(actor)
     say("catalog: resources")
     catalog.load_resources(codes, say)
+    say("data: quality rules and generated Dingzhou data through the load pipeline")
+    governed_data.load_data(catalog.REVIEWER, say)
 
     shown = [a for a in accounts if a[2] != Role.DATA_OFFICER][:len(ROLE_ACCOUNTS)]
     shown += [a for a in accounts if a[2] == Role.DATA_OFFICER][:2]
