@@ -107,10 +107,13 @@ def _register_routers():
     from shuzheng.audit.api import router as audit_router
     from shuzheng.catalog.api import router as catalog_router
     from shuzheng.org.api import router as org_router
+    from shuzheng.quality.tickets_api import router as tickets_router
 
     api.add_router("/", org_router)
     api.add_router("/audit", audit_router)
     api.add_router("/catalog", catalog_router)
+    api.add_router("/data", "shuzheng.ingest.api.router")
+    api.add_router("/tickets", tickets_router)
 
 
 _register_routers()

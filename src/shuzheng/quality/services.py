@@ -92,7 +92,7 @@ def save_rule(actor: Actor, *, code: str = "", element: str = "", kind: str, ite
     items, params = list(items or []), dict(params or {})
     with transaction.atomic():
         if rule_id:
-            rule = Rule.objects.select_for_update().filter(id=rule_id).select_related("resource", "element").first()
+            rule = Rule.objects.select_for_update(of=("self",)).filter(id=rule_id).select_related("resource", "element").first()
             if rule is None:
                 raise NotFound(_("No such rule."))
             resource, target_element = rule.resource, rule.element

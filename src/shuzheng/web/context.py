@@ -10,6 +10,8 @@ NAV = [
     ("web:home", _("Home"), None),
     ("web:catalog", _("Catalog"), None),
     ("web:standards", _("Data standards"), None),
+    ("web:data_tables", _("Data"), None),
+    ("web:tickets", _("Correction tickets"), None),
     ("web:organizations", _("Organizations"), None),
     ("web:users", _("Users"), Perm.USER_VIEW),
     ("web:systems", _("Application systems"), Perm.SYSTEM_VIEW),

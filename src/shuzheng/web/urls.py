@@ -14,4 +14,6 @@ urlpatterns = [
     path("", include("shuzheng.org.urls")),
     path("", include("shuzheng.audit.urls")),
     path("", include("shuzheng.catalog.urls")),
+    path("", include("shuzheng.ingest.urls")),
+    path("", include("shuzheng.quality.tickets_urls")),
 ]
