@@ -380,3 +380,33 @@ def test_the_openapi_documents_the_data_endpoints(demo):
     for path in ("/api/v1/data/loads/{load_id}/quarantine", "/api/v1/data/resources/{code}/rows",
                  "/api/v1/data/resources/{code}/lineage", "/api/v1/data/overdue", "/api/v1/data/rules/{rule_id}"):
         assert path in paths
+
+
+def test_configured_pulls_mask_credentials_and_can_be_queued(demo, tmp_path):
+    import sqlite3
+
+    db = tmp_path / "dept.sqlite3"
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE p (a TEXT)")
+    resource = table_resource(demo)
+    officer = as_user(demo, OFFICER)
+    body = {"name": "人口库", "kind": "database", "mode": "replace",
+            "config": {"url": "postgresql+psycopg://etl:s3cret@10.0.0.5/hukou", "query": "SELECT * FROM people"}}
+    created = ok(officer.post(url(resource.code, "/sources"), body, content_type="application/json"), 201)
+    assert "s3cret" not in json.dumps(created) and created["version"] == 1
+    listed = ok(officer.get(url(resource.code, "/sources")))
+    assert [s["name"] for s in listed] == ["人口库"] and "s3cret" not in json.dumps(listed)
+    other = as_user(demo, "officer-civil-affairs")
+    problem(other.get(url(resource.code, "/sources")), 403)
+    bad = problem(officer.post(url(resource.code, "/sources"), {**body, "kind": "ftp", "config": {}},
+                               content_type="application/json"), 422)
+    assert "kind" in fields(bad)
+    queued = ok(officer.post(f"{API}/sources/{created['id']}/run"), 202)
+    assert queued["id"] == created["id"]
+    assert AuditRecord.objects.filter(action="ingest.source_run", object_id=created["id"]).exists()
+    changed = ok(officer.put(url(resource.code, f"/sources/{created['id']}"),
+                             {**body, "config": {"url": f"sqlite:///{db}", "query": "SELECT a FROM p"}},
+                             content_type="application/json"))
+    assert changed["version"] == 2
+    problem(officer.put(url(resource.code, "/sources/00000000-0000-0000-0000-000000000000"), body,
+                        content_type="application/json"), 404)

@@ -196,7 +196,7 @@ def cmd_ingest(args):
               "unreadable": load.unreadable, "rejected": load.state != "committed", "snapshot_id": load.snapshot_id,
               "rows_after": load.rows_after, "scores": load.scores, "error": load.error,
               "seconds": round((load.finished_at - load.created_at).total_seconds(), 3),
-              "checks": load.lineage.get("checks")}
+              "checks": load.lineage.get("checks"), "timings": load.lineage.get("timings")}
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
     else:

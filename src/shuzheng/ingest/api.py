@@ -398,3 +398,50 @@ def overdue(request):
                        "last_load_at": schedule.last_commit(resource), "mounted_at": resource.mounted_at})
     return result
 
+
+
+# ---- configured pulls ----
+
+
+class SourceIn(Schema):
+    name: str = Field(..., max_length=100)
+    kind: str = Field(..., description="database, http or derived")
+    mode: str = Field("replace", description="append, upsert or replace")
+    config: dict[str, Any] = Field(..., description='database: {"url", "query"}; http: {"url", "items_path", '
+                                                    '"page_param", "size_param", "next_path", ...}; derived: {"query"}')
+    mapping: dict[str, str] = Field({}, description="data item -> source column")
+    active: bool = True
+
+
+class SourceOut(Schema):
+    id: uuid.UUID
+    name: str
+    kind: str
+    mode: str
+    config: dict[str, Any] = Field(..., description="the configuration, passwords masked")
+    mapping: dict[str, str]
+    version: int
+    active: bool
+    last_run_at: dt.datetime | None
+
+
+@router.get("/resources/{code}/sources", response=list[SourceOut], summary="The resource's configured pulls")
+def list_sources(request, code: str):
+    return [services.source_dict(s) for s in services.list_sources(Actor.from_request(request), code)]
+
+
+@router.post("/resources/{code}/sources", response={201: SourceOut},
+             summary="Configure a pull (database query, HTTP JSON API or derived table); its update cycle schedules it")
+def create_source(request, code: str, body: SourceIn):
+    source = services.save_source(Actor.from_request(request), code, body.dict())
+    return Status(201, services.source_dict(source))
+
+
+@router.put("/resources/{code}/sources/{source_id}", response=SourceOut, summary="Change a pull (its version goes up)")
+def update_source(request, code: str, source_id: uuid.UUID, body: SourceIn):
+    return services.source_dict(services.save_source(Actor.from_request(request), code, body.dict(), source_id))
+
+
+@router.post("/sources/{source_id}/run", response={202: SourceOut}, summary="Queue a pull now")
+def run_source(request, source_id: uuid.UUID):
+    return Status(202, services.source_dict(services.request_run(Actor.from_request(request), source_id)))

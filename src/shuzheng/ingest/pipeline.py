@@ -59,6 +59,7 @@ class Outcome:
     warnings: list = field(default_factory=list)
     quarantine_file: str = ""
     checks: int = 0
+    timings: dict = field(default_factory=dict)  # seconds per phase, for the lineage and the benchmark
     mapping: dict = field(default_factory=dict)
     lineage: dict = field(default_factory=dict)
 
@@ -168,11 +169,22 @@ def execute(*, load_id, table, items, mode: str, stage: Callable, requested_mapp
     """Runs one load against Iceberg table `table` (already created for `items`). Returns the outcome;
     commits a snapshot only when the load is accepted."""
     out = Outcome()
-    con = lake.duck()
+    clock = {"phase": None, "at": time.perf_counter()}
+
+    def phase(name: str) -> None:
+        now = time.perf_counter()
+        if clock["phase"]:
+            out.timings[clock["phase"]] = round(now - clock["at"], 3)
+        clock["phase"], clock["at"] = name, now
+        if name:
+            progress(name)
+
+    scratch = lake.scratch_path(load_id)
+    con = lake.duck(scratch)
     parent = table.current_snapshot()
     out.parent_snapshot_id = parent.snapshot_id if parent else None
     try:
-        progress("staging")
+        phase("staging")
         staged = stage(con)
         out.lineage = staged.lineage
         out.warnings += list(staged.warnings)
@@ -180,7 +192,7 @@ def execute(*, load_id, table, items, mode: str, stage: Callable, requested_mapp
         out.mapping, mapping_warnings = resolve_mapping(items, staged.columns, requested_mapping)
         out.warnings += mapping_warnings
 
-        progress("checking")
+        phase("checking")
         typed_columns, compiled = builtin_checks(items, out.mapping)
         # The built-in checks read the source text, so they are computed with the conversion.
         typed_columns += [f"COALESCE({c.sql}, FALSE) AS {_flag(i)}" for i, c in enumerate(compiled)]
@@ -202,7 +214,7 @@ def execute(*, load_id, table, items, mode: str, stage: Callable, requested_mapp
         blocking = " OR ".join(_flag(i) for i, c in enumerate(compiled) if c.blocking) or "FALSE"
         warning = " OR ".join(_flag(i) for i, c in enumerate(compiled) if not c.blocking) or "FALSE"
         con.execute(f"CREATE TEMP VIEW typed AS SELECT _row, {', '.join(typed_columns)} FROM {q(staged.relation)}")
-        con.execute(f"""CREATE TEMP TABLE judged AS SELECT *, ({blocking}) AS __bad, ({warning}) AS __warn
+        con.execute(f"""CREATE TABLE judged AS SELECT *, ({blocking}) AS __bad, ({warning}) AS __warn
                         FROM (SELECT *{flags} FROM typed) AS flagged""")
         _measure(con, out, compiled, items)
         out.checks = len(compiled)
@@ -213,13 +225,13 @@ def execute(*, load_id, table, items, mode: str, stage: Callable, requested_mapp
                 "%(share).1f%% of the rows fail a blocking rule, more than the %(limit).1f%% this resource "
                 "accepts; nothing was loaded.") % {"share": share * 100, "limit": max_failure_share * 100}
 
-        progress("quarantine")
+        phase("quarantine")
         if out.quarantined or out.unreadable:
             out.quarantine_file = str(_write_quarantine(con, load_id, staged, compiled))
 
         if out.rejected_reason:
             return out
-        progress("writing")
+        phase("writing")
         folder = lake.load_dir(table, load_id)
         try:
             files = _write_data(con, table, items, mode, folder)
@@ -234,15 +246,18 @@ def execute(*, load_id, table, items, mode: str, stage: Callable, requested_mapp
                     lake.discard_files(table.location(), load_id)
                     return out
             _fault("SHUZHENG_FAULT_PAUSE_BEFORE_COMMIT", folder)
-            progress("committing")
+            phase("committing")
             out.snapshot_id = lake.commit(table, files, replace=replace, properties={
                 "shuzheng.load": str(load_id), "shuzheng.mode": mode})
+            phase("")
         except BaseException:
             lake.discard_files(table.location(), load_id)
             raise
         return out
     finally:
         con.close()
+        for leftover in scratch.parent.glob(scratch.name + "*"):
+            leftover.unlink(missing_ok=True)
 
 
 def _fault(name: str, folder: Path) -> None:

@@ -83,7 +83,7 @@ def _finish(actor: Actor, load: Load, table: Table, out: pipeline.Outcome | None
         if out is None:
             load.state, load.error = Load.State.FAILED, error[:2000]
         else:
-            load.lineage, load.mapping = {**out.lineage, "checks": out.checks}, out.mapping
+            load.lineage, load.mapping = {**out.lineage, "checks": out.checks, "timings": out.timings}, out.mapping
             if load.source_id:
                 load.lineage = {**load.lineage, "source": {"id": str(load.source_id), "name": load.source.name,
                                                           "version": load.source.version}}
@@ -195,8 +195,11 @@ def save_source(actor: Actor, code: str, data: dict, source_id=None) -> Source:
     if kind == SourceKind.DERIVED:
         derived_stage(config["query"])  # refuses a query that is not one SELECT over named resources
     with transaction.atomic():
-        source = Source.objects.select_for_update().get(pk=source_id, resource=resource) if source_id else Source(
-            resource=resource)
+        source = Source(resource=resource)
+        if source_id:
+            source = Source.objects.select_for_update().filter(pk=source_id, resource=resource).first()
+            if source is None:
+                raise NotFound(_("No such source."))
         before = {"config": _redacted(source.config), "mapping": source.mapping, "mode": source.mode} if source_id else None
         source.name, source.kind, source.config = data["name"].strip()[:100], kind, config
         source.mapping, source.mode = dict(data.get("mapping") or {}), data.get("mode") or Mode.REPLACE
@@ -210,9 +213,36 @@ def save_source(actor: Actor, code: str, data: dict, source_id=None) -> Source:
     return source
 
 
+def list_sources(actor: Actor, code: str) -> list[Source]:
+    """A resource's configured pulls, for its loaders only (a source's configuration can hold credentials)."""
+    resource = catalog.get_resource(actor, code)
+    authz.require(actor, Perm.DATA_LOAD, resource.provider)
+    return list(Source.objects.filter(resource=resource).order_by("name"))
+
+
+def source_dict(source: Source) -> dict:
+    return {"id": str(source.id), "name": source.name, "kind": source.kind, "mode": source.mode,
+            "config": _redacted(source.config), "mapping": source.mapping, "version": source.version,
+            "active": source.active, "last_run_at": source.last_run_at}
+
+
+def request_run(actor: Actor, source_id) -> Source:
+    """Queues a pull now (the worker runs it as it runs scheduled ones); audited."""
+    source = Source.objects.select_related("resource", "resource__provider").filter(id=source_id).first()
+    if source is None:
+        raise NotFound(_("No such source."))
+    catalog.get_resource(actor, source.resource.code)
+    authz.require(actor, Perm.DATA_LOAD, source.resource.provider)
+    with transaction.atomic():
+        record(actor, "ingest.source_run", source, summary={"resource": source.resource.code, "name": source.name})
+    from shuzheng.ingest.tasks import run_source as queued
+
+    queued(str(source.id))
+    return source
+
+
 def _redacted(config: dict) -> dict:
-    return {k: (connectors.redact_url(v) if k == "url" and hasattr(connectors, "redact_url") else v)
-            for k, v in config.items()}
+    return {k: (connectors.mask_url(v) if k == "url" else v) for k, v in config.items()}
 
 
 def derived_stage(query: str) -> Callable:
@@ -292,6 +322,9 @@ def recover_interrupted() -> int:
             record(Actor.cli(), "ingest.load_recover", load, summary={"landed": landed is not None})
         if table is not None and landed is None:
             lake.discard_files(table.location(), load.id)
+        scratch = lake.scratch_path(load.id)
+        for leftover in scratch.parent.glob(scratch.name + "*"):
+            leftover.unlink(missing_ok=True)
         fixed += 1
     return fixed
 

@@ -216,15 +216,24 @@ def data_files(table: IcebergTable, snapshot) -> list[str]:
     return [str(local_path(task.file.file_path)) for task in table.scan(snapshot_id=snapshot.snapshot_id).plan_files()]
 
 
-def duck() -> duckdb.DuckDBPyConnection:
-    """A DuckDB session for loads and reads: spills to SHUZHENG_HOME/tmp, memory bounded."""
+def duck(database: Path | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB session, memory bounded and spilling to SHUZHENG_HOME/tmp. Loads pass a `database` file:
+    their staged and judged rows then live on disk behind the buffer pool, so a file far larger than
+    memory loads in bounded memory."""
     tmp = Path(settings.HOME) / "tmp" / "duckdb"
     tmp.mkdir(parents=True, exist_ok=True)
-    return duckdb.connect(config={
+    return duckdb.connect(str(database) if database else ":memory:", config={
         "temp_directory": str(tmp),
         "memory_limit": os.environ.get("SHUZHENG_DUCKDB_MEMORY", "1GB"),
         "preserve_insertion_order": "false",
     })
+
+
+def scratch_path(load_id) -> Path:
+    """The DuckDB file a load works in; removed when the load ends (and, after a crash, at the next start)."""
+    folder = Path(settings.HOME) / "tmp" / "loads"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{load_id}.duckdb"
 
 
 def quote_ident(name: str) -> str:
