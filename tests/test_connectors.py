@@ -21,11 +21,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from django.utils import translation
+
 from shuzheng.core.errors import ValidationFailed
 from shuzheng.ingest import connectors
 from shuzheng.ingest.connectors import SourceError, Staged, stage_database, stage_file, stage_http
 
 PG_URL = os.environ.get("SHUZHENG_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(autouse=True)
+def english():
+    """The assertions read the English messages; outside a request Django speaks the default zh-hans."""
+    with translation.override("en"):
+        yield
 
 
 @pytest.fixture
@@ -848,8 +857,9 @@ def test_postgres_disconnect_mid_pull(con, pg_schema):
 
     def pull():
         try:
-            outcome["staged"] = stage_database(con, f"{PG_URL}?application_name={marker}", query, table="pulled",
-                                               batch_rows=500)
+            with translation.override("en"):  # a thread of its own: the fixture's override does not reach it
+                outcome["staged"] = stage_database(con, f"{PG_URL}?application_name={marker}", query,
+                                                   table="pulled", batch_rows=500)
         except BaseException as exc:  # noqa: BLE001
             outcome["error"] = exc
 

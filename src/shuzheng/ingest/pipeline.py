@@ -163,9 +163,15 @@ def _flag(i: int) -> str:
     return f"__f{i}"
 
 
+# Sources larger than this (or of unknown size: pulls) are staged in a DuckDB file rather than in memory,
+# so that a file far larger than memory loads in bounded memory; smaller ones stay in memory, which is
+# about twice as fast to stage.
+IN_MEMORY_BYTES = int(os.environ.get("SHUZHENG_LOAD_IN_MEMORY_BYTES", 512 << 20))
+
+
 def execute(*, load_id, table, items, mode: str, stage: Callable, requested_mapping: dict | None,
             plan: Plan, max_failure_share: float, max_count_change: float | None,
-            progress: Callable[[str], None] = lambda phase: None) -> Outcome:
+            source_bytes: int | None = None, progress: Callable[[str], None] = lambda phase: None) -> Outcome:
     """Runs one load against Iceberg table `table` (already created for `items`). Returns the outcome;
     commits a snapshot only when the load is accepted."""
     out = Outcome()
@@ -180,7 +186,7 @@ def execute(*, load_id, table, items, mode: str, stage: Callable, requested_mapp
             progress(name)
 
     scratch = lake.scratch_path(load_id)
-    con = lake.duck(scratch)
+    con = lake.duck(None if source_bytes is not None and source_bytes <= IN_MEMORY_BYTES else scratch)
     parent = table.current_snapshot()
     out.parent_snapshot_id = parent.snapshot_id if parent else None
     try:

@@ -108,7 +108,7 @@ def _finish(actor: Actor, load: Load, table: Table, out: pipeline.Outcome | None
 
 
 def _run(actor: Actor, code: str, mode: str, kind: str, stage: Callable, mapping: dict | None,
-         source: Source | None = None, progress=lambda phase: None) -> Load:
+         source: Source | None = None, source_bytes: int | None = None, progress=lambda phase: None) -> Load:
     recover_interrupted()
     resource, items = loadable(actor, code, mode)
     table_row = table_settings(resource)
@@ -119,7 +119,8 @@ def _run(actor: Actor, code: str, mode: str, kind: str, stage: Callable, mapping
     try:
         out = pipeline.execute(load_id=load.id, table=iceberg, items=items, mode=mode, stage=stage,
                                requested_mapping=mapping, plan=plan, max_failure_share=table_row.max_failure_share,
-                               max_count_change=table_row.max_count_change, progress=progress)
+                               max_count_change=table_row.max_count_change, source_bytes=source_bytes,
+                               progress=progress)
     except ServiceError as exc:
         _finish(actor, load, table_row, None, error=str(exc.detail) + "".join(
             f"\n{e.field}: {e.message}" for e in exc.errors))
@@ -139,7 +140,8 @@ def ingest_file(actor: Actor, code: str, path, *, mode: str = Mode.APPEND, origi
     def stage(con):
         return connectors.stage_file(con, Path(path), original_name=original_name or None, encoding=encoding or None,
                                      format=format or None, sheet=sheet or None)
-    return _run(actor, code, mode, SourceKind.FILE, stage, mapping, progress=progress)
+    size = Path(path).stat().st_size if Path(path).is_file() else None
+    return _run(actor, code, mode, SourceKind.FILE, stage, mapping, source_bytes=size, progress=progress)
 
 
 def update_settings(actor: Actor, code: str, data: dict) -> Table:

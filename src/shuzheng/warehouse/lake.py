@@ -217,9 +217,8 @@ def data_files(table: IcebergTable, snapshot) -> list[str]:
 
 
 def duck(database: Path | None = None) -> duckdb.DuckDBPyConnection:
-    """A DuckDB session, memory bounded and spilling to SHUZHENG_HOME/tmp. Loads pass a `database` file:
-    their staged and judged rows then live on disk behind the buffer pool, so a file far larger than
-    memory loads in bounded memory."""
+    """A DuckDB session, memory bounded and spilling to SHUZHENG_HOME/tmp. Large loads pass a `database`
+    file: their staged and judged rows then live on disk behind the buffer pool."""
     tmp = Path(settings.HOME) / "tmp" / "duckdb"
     tmp.mkdir(parents=True, exist_ok=True)
     return duckdb.connect(str(database) if database else ":memory:", config={
