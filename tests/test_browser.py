@@ -151,7 +151,7 @@ def test_login_error_and_keyboard(page):
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.className") == "skip"
     stops = []
-    for _ in range(12):
+    for _ in range(20):
         page.keyboard.press("Tab")
         stops.append(page.evaluate("document.activeElement.getAttribute('href') || document.activeElement.tagName"))
         if stops[-1] == "/users/":

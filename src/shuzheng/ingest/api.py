@@ -31,7 +31,6 @@ from ninja.pagination import LimitOffsetPagination, paginate
 from shuzheng.ingest import schedule, services
 from shuzheng.ingest.forms import no_file_error, parse_mapping_json, stream_uploads, too_large_error
 from shuzheng.ingest.models import Load, Mode
-from shuzheng.ingest.views import overdue_for, settings_of
 from shuzheng.org.services import Actor
 from shuzheng.quality import reports
 from shuzheng.quality import services as quality
@@ -348,7 +347,7 @@ class SettingsIn(Schema):
 
 @router.get("/resources/{code}/settings", response=SettingsOut, summary="The table's load settings")
 def get_settings(request, code: str):
-    return settings_of(Actor.from_request(request), code)
+    return services.load_settings(Actor.from_request(request), code)
 
 
 @router.put("/resources/{code}/settings", response=SettingsOut,
@@ -390,7 +389,7 @@ def update_rule(request, rule_id: uuid.UUID, body: RuleIn):
             summary="Resources whose data did not arrive within their update cycle (those you may see)")
 def overdue(request):
     result = []
-    for resource in overdue_for(Actor.from_request(request)):
+    for resource in services.overdue_visible(Actor.from_request(request)):
         version = resource.published or resource.pending
         result.append({"code": resource.code, "name": version.name if version else "",
                        "provider": resource.provider.code, "provider_name": resource.provider.name,

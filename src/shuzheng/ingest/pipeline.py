@@ -212,7 +212,11 @@ def execute(*, load_id, table, items, mode: str, stage: Callable, requested_mapp
             refs[code] = name
         existing = "current" if mode == Mode.APPEND else None
         for check in plan.checks:
-            compiled += compile_check(check, columns=duck_types, refs=refs, existing=existing)
+            try:
+                compiled += compile_check(check, columns=duck_types, refs=refs, existing=existing)
+            except ValueError as exc:  # a rule that no longer fits the items (renamed in a new version)
+                raise ValidationFailed.of("rules", _("Rule %(rule)s cannot be applied: %(error)s")
+                                          % {"rule": check.rule_id, "error": exc}) from exc
 
         # One pass over the staged rows: convert, check, judge; `judged` is the only table materialised
         # (`typed` is a view, which checks that compare rows with each other read again).

@@ -10,6 +10,7 @@ committed, otherwise failed, and its unreferenced files are removed.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import re
 import socket
@@ -27,7 +28,7 @@ from shuzheng.audit.services import record
 from shuzheng.catalog import services as catalog
 from shuzheng.catalog.models import MountKind, Resource, Status
 from shuzheng.core.errors import Conflict, FieldError, NotFound, ServiceError, ValidationFailed
-from shuzheng.ingest import connectors, pipeline
+from shuzheng.ingest import connectors, pipeline, schedule
 from shuzheng.ingest.models import Load, Mode, Source, SourceKind
 from shuzheng.org.roles import Perm
 from shuzheng.org.services import Actor, authz
@@ -36,6 +37,7 @@ from shuzheng.warehouse import lake
 from shuzheng.warehouse.models import Table
 
 HOST = socket.gethostname()[:100]
+log = logging.getLogger(__name__)
 
 
 def _items(resource: Resource) -> list:
@@ -130,7 +132,10 @@ def _run(actor: Actor, code: str, mode: str, kind: str, stage: Callable, mapping
         raise
     load = _finish(actor, load, table_row, out)
     if load.snapshot_id is not None:
-        lake.expire(lake.open_table(table_row.identifier), table_row.retain_snapshots)
+        try:
+            lake.expire(lake.open_table(table_row.identifier), table_row.retain_snapshots)
+        except Exception:  # noqa: BLE001 - housekeeping: the load is committed; the next one expires again
+            log.warning("snapshot expiry of %s failed", table_row.identifier, exc_info=True)
     return load
 
 
@@ -399,3 +404,25 @@ def snapshots(actor: Actor, code: str) -> list[dict]:
                        "operation": str(s.summary.operation.value), "rows": int(s.summary.get("total-records", 0)),
                        "load": load})
     return result
+
+
+def overdue_visible(actor: Actor) -> list[Resource]:
+    """The overdue resources `actor` may see, in code order (the catalog's visibility applies)."""
+    ids = [r.pk for r in schedule.overdue_resources()]
+    qs = Resource.objects.filter(pk__in=ids).select_related("provider", "published", "pending")
+    visible = catalog.visibility_filter(actor)
+    if visible is not None:
+        qs = qs.filter(visible)
+    return list(qs.order_by("code"))
+
+
+SETTINGS = ("max_failure_share", "max_count_change", "retain_snapshots")
+
+
+def load_settings(actor: Actor, code: str) -> dict:
+    """A table's load settings, or the defaults it will get at its first load (reading creates nothing)."""
+    resource = catalog.get_resource(actor, code)
+    table = Table.objects.filter(resource=resource).first()
+    if table is None:
+        return {name: Table._meta.get_field(name).get_default() for name in SETTINGS}
+    return {name: getattr(table, name) for name in SETTINGS}

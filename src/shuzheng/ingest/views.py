@@ -142,28 +142,6 @@ def _get(call):
         raise
 
 
-def overdue_for(actor: Actor) -> list[Resource]:
-    """The overdue resources `actor` may see, in code order (the catalog's visibility applies)."""
-    ids = [r.pk for r in schedule.overdue_resources()]
-    qs = Resource.objects.filter(pk__in=ids).select_related("provider", "published", "pending")
-    visible = catalog.visibility_filter(actor)
-    if visible is not None:
-        qs = qs.filter(visible)
-    return list(qs.order_by("code"))
-
-
-SETTINGS = ("max_failure_share", "max_count_change", "retain_snapshots")
-
-
-def settings_of(actor: Actor, code: str) -> dict:
-    """A table's load settings, or the defaults it will get at its first load (reading creates nothing)."""
-    resource = catalog.get_resource(actor, code)
-    table = Table.objects.filter(resource=resource).first()
-    if table is None:
-        return {name: Table._meta.get_field(name).get_default() for name in SETTINGS}
-    return {name: getattr(table, name) for name in SETTINGS}
-
-
 def scores_of(scores: dict) -> list[dict]:
     return [{"name": name, "label": DIMENSION_LABELS[name], "value": scores.get(name)}
             for name in ("overall", *DIMENSIONS) if scores.get(name) is not None]
@@ -222,7 +200,7 @@ def _data_page(request, code: str, upload_form=None, rule_form=None, settings_fo
         actor, Perm.DATA_LOAD, resource.provider)
     can_rules = resource.status != Status.DEPRECATED and authz.allowed(actor, Perm.QUALITY_MANAGE, resource.provider)
     can_settings = can_load and authz.allowed(actor, Perm.QUALITY_MANAGE, resource.provider)
-    settings = settings_of(actor, resource.code)
+    settings = services.load_settings(actor, resource.code)
     rows = None
     if can_load and snapshots:
         try:
@@ -425,7 +403,7 @@ def quarantine_view(request, load_id, fmt):
 def overdue_view(request):
     actor = Actor.from_request(request)
     rows = []
-    for resource in overdue_for(actor):
+    for resource in services.overdue_visible(actor):
         version = resource.published or resource.pending
         rows.append({"resource": resource, "version": version, "last": schedule.last_commit(resource)})
     return render(request, "ingest/overdue.html", {"rows": rows})

@@ -25,7 +25,7 @@ from django.conf import settings
 from django.db import connections
 from django.utils.translation import gettext as _
 from pyiceberg.catalog.sql import SqlCatalog
-from pyiceberg.exceptions import NoSuchTableError
+from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
 from pyiceberg.io.pyarrow import parquet_file_to_data_file
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table as IcebergTable
@@ -109,6 +109,12 @@ def schema_for(items) -> Schema:
     return Schema(*fields)
 
 
+# No commit retries: pyiceberg would otherwise re-apply a load on top of a snapshot that changed under
+# it, after the load's checks (duplicates against the table, the upsert merge) were computed on the old one.
+NO_RETRIES = ("commit.retry.num-retries", "0")
+TABLE_PROPERTIES = {"format-version": "2", NO_RETRIES[0]: NO_RETRIES[1]}
+
+
 def open_table(identifier: str) -> IcebergTable | None:
     try:
         return catalog().load_table(identifier)
@@ -124,8 +130,11 @@ def ensure_table(identifier: str, items) -> IcebergTable:
     if table is None:
         namespace, _name = split_identifier(identifier)
         cat.create_namespace_if_not_exists(namespace)
-        return cat.create_table_if_not_exists(identifier, schema_for(items),
-                                              properties={"format-version": "2"})
+        return cat.create_table_if_not_exists(identifier, schema_for(items), properties=TABLE_PROPERTIES)
+    if table.properties.get(NO_RETRIES[0]) != NO_RETRIES[1]:  # a table created before this rule
+        with table.transaction() as tx:
+            tx.set_properties(**dict([NO_RETRIES]))
+        table = cat.load_table(identifier)
     existing = {f.name: f for f in table.schema().fields}
     added = [item for item in items if item.name not in existing]
     for item in items:
@@ -168,6 +177,18 @@ def commit(table: IcebergTable, files: list[Path], *, replace: bool, properties:
     """Adds `files` as one snapshot (replacing every current data file when `replace`); returns its id.
     The catalog's compare-and-swap on the metadata pointer makes this atomic: all files or none."""
     data_files = [parquet_file_to_data_file(table.io, table.metadata, str(f)) for f in files]
+    try:
+        _commit(table, data_files, replace, properties)
+    except CommitFailedException as exc:
+        # Another load of this table committed since this one started: its rows (and, for upsert and
+        # replace, the rows it was computed from) would be stale, so it is refused, never merged blindly.
+        raise Conflict(_("Another load of this table committed while this one ran; nothing was loaded. "
+                         "Load again."), [FieldError("resource", _("Changed during the load."))]) from exc
+    table.refresh()
+    return table.current_snapshot().snapshot_id
+
+
+def _commit(table: IcebergTable, data_files, replace: bool, properties: dict[str, str]) -> None:
     with table.transaction() as tx:
         if replace and table.current_snapshot() is not None:
             with tx.update_snapshot(snapshot_properties=properties).overwrite() as overwrite:
@@ -179,8 +200,6 @@ def commit(table: IcebergTable, files: list[Path], *, replace: bool, properties:
             with tx.update_snapshot(snapshot_properties=properties).fast_append() as append:
                 for data_file in data_files:
                     append.append_data_file(data_file)
-    table.refresh()
-    return table.current_snapshot().snapshot_id
 
 
 def expire(table: IcebergTable, keep: int) -> int:
