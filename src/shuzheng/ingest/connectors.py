@@ -2320,6 +2320,11 @@ def stage_database(con, url: str, query: str, *, table: str = "staged", batch_ro
             except Exception:  # noqa: BLE001
                 pass
         scratch.publish()
+    except sa_exc.DBAPIError as exc:
+        # Raised while closing a connection the server dropped (it replaces the SourceError raised inside).
+        scratch.drop()
+        raise SourceError("source", _("The database disconnected after %(n)s rows: %(error)s")
+                          % {"n": n, "error": _driver_message(exc, password)}) from exc
     except BaseException:
         scratch.drop()
         raise
