@@ -67,10 +67,11 @@ def table_settings(resource: Resource) -> Table:
     return table
 
 
-def _start(actor: Actor, resource: Resource, mode: str, kind: str, source: Source | None) -> Load:
+def _start(actor: Actor, resource: Resource, mode: str, kind: str, source: Source | None, rules: list) -> Load:
     with transaction.atomic():
         load = Load.objects.create(resource=resource, source=source, organization=actor.organization,
-                                   started_by=actor.name, mode=mode, kind=kind, host=HOST, pid=os.getpid())
+                                   started_by=actor.name, mode=mode, kind=kind, host=HOST, pid=os.getpid(),
+                                   rules=rules)
         record(actor, "ingest.load_start", load, summary={"resource": resource.code, "mode": mode, "kind": kind})
     return load
 
@@ -116,8 +117,7 @@ def _run(actor: Actor, code: str, mode: str, kind: str, stage: Callable, mapping
     table_row = table_settings(resource)
     iceberg = lake.ensure_table(table_row.identifier, items)
     plan, rules_used = quality.plan_for(resource, items)
-    load = _start(actor, resource, mode, kind, source)
-    Load.objects.filter(pk=load.pk).update(rules=rules_used)
+    load = _start(actor, resource, mode, kind, source, rules_used)
     try:
         out = pipeline.execute(load_id=load.id, table=iceberg, items=items, mode=mode, stage=stage,
                                requested_mapping=mapping, plan=plan, max_failure_share=table_row.max_failure_share,
