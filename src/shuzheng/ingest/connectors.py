@@ -72,6 +72,8 @@ from typing import Any, Callable, Iterator
 from django.utils.translation import gettext as _, ngettext
 
 from shuzheng.core.errors import FieldError, ValidationFailed
+from shuzheng.core.sql import quote_ident as _q
+from shuzheng.core.sql import quote_literal as _lit
 
 __all__ = ["SourceError", "Staged", "stage_file", "stage_database", "stage_http", "mask_url", "redact_url"]
 
@@ -114,14 +116,6 @@ class Staged:
 
 
 # ----------------------------------------------------------------------------- shared helpers
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
 
 def _relation_sql(table: str) -> tuple[str, str, str]:
     """(qualified sql of `table`, sql prefix for a sibling scratch table, bare name)."""

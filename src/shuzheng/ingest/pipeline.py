@@ -57,7 +57,6 @@ class Outcome:
     dimension_failures: dict = field(default_factory=dict)
     completeness: float = 1.0
     warnings: list = field(default_factory=list)
-    quarantine_file: str = ""
     checks: int = 0
     timings: dict = field(default_factory=dict)  # seconds per phase, for the lineage and the benchmark
     mapping: dict = field(default_factory=dict)
@@ -237,7 +236,7 @@ def execute(*, load_id, table, items, mode: str, stage: Callable, requested_mapp
 
         phase("quarantine")
         if out.quarantined or out.unreadable:
-            out.quarantine_file = str(_write_quarantine(con, load_id, staged, compiled))
+            _write_quarantine(con, load_id, staged, compiled)
 
         if out.rejected_reason:
             return out

@@ -40,6 +40,8 @@ from decimal import Decimal, InvalidOperation
 import duckdb
 from django.utils.translation import gettext as _
 
+from shuzheng.core import sql
+
 KINDS = (
     "not_null",
     "unique",
@@ -121,15 +123,16 @@ class CompiledCheck:
 
 
 def quote_ident(name: str) -> str:
+    """core.sql's quoting, refusing what no rule may name (the compiler's ValueError contract)."""
     if not isinstance(name, str) or not name or "\x00" in name:
         raise ValueError(f"not a usable identifier: {name!r}")
-    return '"' + name.replace('"', '""') + '"'
+    return sql.quote_ident(name)
 
 
 def quote_literal(text: str) -> str:
     if not isinstance(text, str) or "\x00" in text:
         raise ValueError(f"not a usable string literal: {text!r}")
-    return "'" + text.replace("'", "''") + "'"
+    return sql.quote_literal(text)
 
 
 def quote_relation(name: str) -> str:

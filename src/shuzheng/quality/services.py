@@ -21,15 +21,11 @@ from shuzheng.warehouse import lake
 SEX = {"male": "1", "female": "2"}  # GB/T 2261.1
 
 
-def _rule_dict(rule: Rule) -> dict:
+def rule_dict(rule: Rule) -> dict:
     return {"id": str(rule.id), "kind": rule.kind, "items": rule.items, "params": rule.params,
             "blocking": rule.blocking, "active": rule.active, "version": rule.version,
             "element": rule.element.identifier if rule.element_id else None,
             "resource": rule.resource.code if rule.resource_id else None, "description": rule.description}
-
-
-def rule_dict(rule: Rule) -> dict:
-    return _rule_dict(rule)
 
 
 def list_rules(actor: Actor, code: str) -> list[Rule]:
@@ -114,7 +110,7 @@ def save_rule(actor: Actor, *, code: str = "", element: str = "", kind: str, ite
             authz.require(actor, Perm.STANDARD_MANAGE)
             _validate(kind, items, params, None)
             items = []
-        before = _rule_dict(rule) if rule_id else None
+        before = rule_dict(rule) if rule_id else None
         rule.resource, rule.element = resource, target_element
         rule.kind, rule.items, rule.params = kind, items, params
         rule.blocking, rule.description, rule.active = bool(blocking), description[:200], bool(active)
@@ -122,7 +118,7 @@ def save_rule(actor: Actor, *, code: str = "", element: str = "", kind: str, ite
             rule.version += 1
         rule.save()
         record(actor, "quality.rule_update" if before else "quality.rule_create", rule,
-               summary={"before": before, "after": _rule_dict(rule)})
+               summary={"before": before, "after": rule_dict(rule)})
     return rule
 
 

@@ -34,6 +34,7 @@ from pyiceberg.types import (BooleanType, DateType, DecimalType, LongType, Neste
 
 from shuzheng.catalog.models import DataType
 from shuzheng.core.errors import Conflict, FieldError
+from shuzheng.core.sql import quote_ident, quote_literal
 
 CATALOG_NAME = "shuzheng"
 DECIMAL = (18, 4)  # the catalog's decimal items are money and measures; 18,4 is the element standard's n..18,4
@@ -252,14 +253,6 @@ def scratch_path(load_id) -> Path:
     folder = Path(settings.HOME) / "tmp" / "loads"
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"{load_id}.duckdb"
-
-
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def quote_literal(value: str) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 def view(con, name: str, table: IcebergTable | None, items, snapshot=None) -> None:
