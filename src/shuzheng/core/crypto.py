@@ -19,8 +19,13 @@ class _CryptographySM3:
     def update(self, data: bytes) -> None:
         self._h.update(data)
 
+    def copy(self) -> "_CryptographySM3":
+        clone = _CryptographySM3.__new__(_CryptographySM3)
+        clone._h = self._h.copy()
+        return clone
+
     def digest(self) -> bytes:
-        return self._h.finalize()
+        return self._h.copy().finalize()
 
     def hexdigest(self) -> str:
         return self.digest().hex()
