@@ -63,6 +63,18 @@ def demo(db):
     return Demo()
 
 
+@pytest.fixture
+def jobs_now(settings):
+    """Huey runs jobs at once (in the calling thread), and events go in process unless a test says otherwise."""
+    from huey.contrib.djhuey import HUEY
+
+    settings.EVENTS = "inprocess"
+    was = HUEY.immediate
+    HUEY.immediate = True
+    yield
+    HUEY.immediate = was
+
+
 def totp_now(secret: str, offset_steps: int = 0) -> str:
     totp = pyotp.TOTP(secret)
     return totp.at(time.time() + offset_steps * totp.interval)

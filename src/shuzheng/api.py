@@ -114,6 +114,7 @@ def _register_routers():
     api.add_router("/catalog", catalog_router)
     api.add_router("/data", "shuzheng.ingest.api.router")
     api.add_router("/tickets", tickets_router)
+    api.add_router("/sharing", "shuzheng.sharing.api.router")
 
 
 _register_routers()

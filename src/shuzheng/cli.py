@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 
 
 def _django():
@@ -54,7 +56,23 @@ def cmd_serve(args):
 def cmd_worker(args):
     from django.core.management import call_command
 
+    from shuzheng.sharing import events
+
+    if events.configured_url() != "inprocess":
+        # Snapshot events arrive through Redis or NATS: consume them beside the job workers.
+        threading.Thread(target=events.run_consumer, args=(threading.Event(),), name="events", daemon=True).start()
     call_command("run_huey", workers=args.workers)
+
+
+def cmd_events_consume(args):
+    """Consume snapshot events from Redis or NATS and create their webhook deliveries, until stopped."""
+    from shuzheng.sharing import events
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_a: stop.set())
+    handled = events.run_consumer(stop)
+    print(f"events handled: {handled}")
 
 
 def cmd_audit_verify(args):
@@ -256,6 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=8, help="threads per worker")
     p.add_argument("--no-worker", action="store_true", help="do not start the background-job worker")
     p.set_defaults(func=cmd_serve)
+
+    events_cmd = sub.add_parser("events", help="snapshot events for webhooks").add_subparsers(
+        dest="events_command", required=True)
+    p = events_cmd.add_parser("consume", help="consume events from Redis or NATS (SHUZHENG_EVENTS) until stopped")
+    p.set_defaults(func=cmd_events_consume)
 
     p = sub.add_parser("worker", help="run the background-job worker alone")
     p.add_argument("--workers", type=int, default=2)

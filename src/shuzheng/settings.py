@@ -9,6 +9,8 @@ SHUZHENG_TRUST_X_FORWARDED_FOR  "1" behind a reverse proxy that appends the clie
 SHUZHENG_IDLE_TIMEOUT_MINUTES, SHUZHENG_LOCKOUT_THRESHOLD, SHUZHENG_LOCKOUT_MINUTES, SHUZHENG_PASSWORD_MIN_LENGTH,
 SHUZHENG_API_KEY_MAX_DAYS  identity policy (defaults 15, 5, 30, 12, 366)
 DJANGO_SETTINGS_MODULE is shuzheng.settings; SHUZHENG_REDIS_URL moves the job queue to Redis.
+SHUZHENG_EVENTS    where webhook events go: inprocess (default), redis://host:6379/0 or nats://host:4222
+SHUZHENG_BENCH_BARE  "1" only for bench/gateway.py: an unprotected lookup beside the gateway, for its baseline
 """
 
 import os
@@ -64,6 +66,7 @@ INSTALLED_APPS = [
     "shuzheng.warehouse",
     "shuzheng.ingest",
     "shuzheng.quality",
+    "shuzheng.sharing",
     "shuzheng.web",
 ]
 
@@ -112,6 +115,7 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str(HOME / "shuzheng.sqlite3"),
+            "CONN_MAX_AGE": 60,  # the gateway answers thousands of calls a second; reconnecting each costs
             "OPTIONS": {
                 # IMMEDIATE takes the write lock when a transaction starts, so two writers never
                 # read the same audit head and then both try to extend it.
@@ -123,6 +127,13 @@ else:
             "TEST": {"NAME": str(HOME / f"test-{os.getpid()}.sqlite3")},
         }
     }
+# Where snapshot events for webhooks go: "inprocess" (the embedded default, through the job queue), or
+# redis://host:6379/0 (Redis Streams) or nats://host:4222 (NATS JetStream) when deployed at scale.
+EVENTS = os.environ.get("SHUZHENG_EVENTS", "inprocess")
+
+# bench/gateway.py only: exposes an unprotected lookup beside the gateway to measure the policy path's cost.
+BENCH_BARE = os.environ.get("SHUZHENG_BENCH_BARE") == "1"
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "org.User"

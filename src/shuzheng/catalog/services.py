@@ -946,8 +946,7 @@ def _choice(data: dict, name: str, choices) -> list[FieldError]:
 
 def _raise(errors: list[FieldError]) -> None:
     if errors:
-        raise ValidationFailed(errors[0].message if len(errors) == 1 else
-                               _("%(n)s problems: %(first)s") % {"n": len(errors), "first": errors[0].message}, errors)
+        raise ValidationFailed.listing(errors)
 
 
 def _text(value) -> str:

@@ -43,6 +43,15 @@ class ValidationFailed(ServiceError):
     def of(cls, field_name: str, message: str) -> "ValidationFailed":
         return cls(str(message), [FieldError(field_name, message)])
 
+    @classmethod
+    def listing(cls, errors: list[FieldError]) -> "ValidationFailed":
+        """One error per field at fault; the detail names the first and how many there are."""
+        from django.utils.translation import gettext as _
+
+        first = str(errors[0].message)
+        return cls(first if len(errors) == 1 else _("%(n)s problems: %(first)s") % {"n": len(errors), "first": first},
+                   errors)
+
 
 class AuthenticationFailed(ServiceError):
     status = 401

@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import socket
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -33,6 +34,7 @@ from shuzheng.ingest.models import Load, Mode, Source, SourceKind
 from shuzheng.org.roles import Perm
 from shuzheng.org.services import Actor, authz
 from shuzheng.quality import services as quality
+from shuzheng.sharing import events
 from shuzheng.warehouse import lake
 from shuzheng.warehouse.models import Table
 
@@ -100,6 +102,9 @@ def _finish(actor: Actor, load: Load, table: Table, out: pipeline.Outcome | None
                 load.state = Load.State.COMMITTED
                 table.current_snapshot_id, table.rows, table.last_load_at = out.snapshot_id, out.rows_after or 0, now
                 table.save(update_fields=["current_snapshot_id", "rows", "last_load_at", "updated_at"])
+                # Subscribers hear of the snapshot only once this commits; announcing never fails the load.
+                transaction.on_commit(partial(events.snapshot_committed, load.resource, out.snapshot_id, out.loaded,
+                                              load.id), robust=True)
             else:
                 load.state, load.error = Load.State.REJECTED, out.rejected_reason
         load.save()

@@ -53,6 +53,10 @@ class Perm(models.TextChoices):
     QUALITY_MANAGE = "quality.manage", _("Maintain a resource's quality rules and load settings")
     TICKET_HANDLE = "ticket.handle", _("Handle correction tickets on the organization's resources")
     TICKET_OVERSEE = "ticket.oversee", _("See and decide every correction ticket")
+    SHARE_VIEW = "share.view", _("See sharing applications, grants and use")
+    SHARE_APPLY = "share.apply", _("Apply for shared data for the organization's application systems")
+    SHARE_DECIDE = "share.decide", _("Decide applications for the organization's resources and revoke grants")
+    SHARE_OVERSEE = "share.oversee", _("Approve important and core resources' sharing and decide overdue applications")
 
 
 ROLE_PERMISSIONS: dict[str, dict[str, str]] = {
@@ -76,6 +80,7 @@ ROLE_PERMISSIONS: dict[str, dict[str, str]] = {
         Perm.USER_VIEW: ALL,
         Perm.SYSTEM_VIEW: ALL,
         Perm.TICKET_OVERSEE: ALL,
+        Perm.SHARE_VIEW: ALL,
     },
     Role.CATALOG_REVIEWER: {
         Perm.USER_VIEW: OWN,
@@ -83,6 +88,8 @@ ROLE_PERMISSIONS: dict[str, dict[str, str]] = {
         Perm.CATALOG_REVIEW: ALL,
         Perm.STANDARD_MANAGE: ALL,
         Perm.TICKET_OVERSEE: ALL,
+        Perm.SHARE_VIEW: ALL,
+        Perm.SHARE_OVERSEE: ALL,
     },
     Role.DATA_OFFICER: {
         Perm.CATALOG_EDIT: OWN,
@@ -96,6 +103,9 @@ ROLE_PERMISSIONS: dict[str, dict[str, str]] = {
         Perm.DATA_LOAD: OWN,
         Perm.QUALITY_MANAGE: OWN,
         Perm.TICKET_HANDLE: OWN,
+        Perm.SHARE_VIEW: OWN,
+        Perm.SHARE_APPLY: OWN,
+        Perm.SHARE_DECIDE: OWN,
     },
     Role.DATA_STEWARD: {
         Perm.CATALOG_EDIT: OWN,
@@ -105,6 +115,7 @@ ROLE_PERMISSIONS: dict[str, dict[str, str]] = {
         Perm.CATALOG_DRAFTS: OWN,
         Perm.USER_VIEW: OWN,
         Perm.SYSTEM_VIEW: OWN,
+        Perm.SHARE_VIEW: OWN,
     },
     Role.APP_DEVELOPER: {
         Perm.CATALOG_DRAFTS: OWN,
@@ -112,11 +123,14 @@ ROLE_PERMISSIONS: dict[str, dict[str, str]] = {
         Perm.SYSTEM_VIEW: OWN,
         Perm.SYSTEM_MANAGE: OWN,
         Perm.APIKEY_REVOKE: OWN,
+        Perm.SHARE_VIEW: OWN,
+        Perm.SHARE_APPLY: OWN,
     },
     Role.STAFF: {
         Perm.CATALOG_DRAFTS: OWN,
         Perm.USER_VIEW: OWN,
         Perm.SYSTEM_VIEW: OWN,
+        Perm.SHARE_VIEW: OWN,
     },
 }
 

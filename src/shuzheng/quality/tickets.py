@@ -49,6 +49,7 @@ from shuzheng.audit import services as audit
 from shuzheng.catalog import services as catalog
 from shuzheng.catalog.models import Resource, Status
 from shuzheng.core.errors import AuthenticationFailed, Conflict, FieldError, Forbidden, NotFound, ValidationFailed
+from shuzheng.core.numbers import next_daily
 from shuzheng.org.roles import Perm
 from shuzheng.org.services import Actor, authz
 from shuzheng.quality.models import (
@@ -311,13 +312,7 @@ def raise_ticket(actor: Actor, code: str, data: dict) -> CorrectionTicket:
 
 
 def _next_number(day: dt.date) -> str:
-    """The day's next ticket number. Must run inside the raising transaction: the counter row stays locked
-    until it commits, so a concurrent raise waits and then reads the number this one took."""
-    TicketCounter.objects.bulk_create([TicketCounter(day=day, last=0)], ignore_conflicts=True)
-    counter = TicketCounter.objects.select_for_update().get(day=day)
-    counter.last += 1
-    counter.save(update_fields=["last"])
-    return f"JC{day:%Y%m%d}-{counter.last:04d}"
+    return f"JC{day:%Y%m%d}-{next_daily(TicketCounter, day):04d}"
 
 
 def _assignee(resource: Resource):

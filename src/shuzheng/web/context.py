@@ -11,6 +11,7 @@ NAV = [
     ("web:catalog", _("Catalog"), None),
     ("web:standards", _("Data standards"), None),
     ("web:data_tables", _("Data"), None),
+    ("web:sharing", _("Sharing"), None),
     ("web:tickets", _("Correction tickets"), None),
     ("web:organizations", _("Organizations"), None),
     ("web:users", _("Users"), Perm.USER_VIEW),

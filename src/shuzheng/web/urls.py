@@ -16,4 +16,5 @@ urlpatterns = [
     path("", include("shuzheng.catalog.urls")),
     path("", include("shuzheng.ingest.urls")),
     path("", include("shuzheng.quality.tickets_urls")),
+    path("", include("shuzheng.sharing.urls")),
 ]

@@ -20,3 +20,9 @@ def resource_url(resource, action: str = "") -> str:
     """The page of `resource` (a Resource or its code), or of one of its actions (edit, submit, review, ...)."""
     code = getattr(resource, "code", resource)
     return reverse(f"web:resource_{action}" if action else "web:resource", kwargs={"code": url_code(code)})
+
+
+@register.filter
+def apply_url(resource) -> str:
+    """The sharing application form for `resource`."""
+    return reverse("web:sharing_apply", kwargs={"code": url_code(getattr(resource, "code", resource))})

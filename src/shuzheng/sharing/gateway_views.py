@@ -1,0 +1,101 @@
+"""HTTP for the data gateway (/api/v1/share/…). Plain Django views, not Ninja: a verification call must cost
+tens of microseconds of framework time, and these views are also served through a leaner middleware stack
+(see wsgi.py). Errors are RFC 9457 problem+json like the rest of the API; the views only translate HTTP to
+gateway calls, which do every check and every audit record."""
+
+from __future__ import annotations
+
+import orjson
+from django.conf import settings
+from django.http import FileResponse, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from shuzheng.catalog.services import normalize_code
+from shuzheng.core.errors import ServiceError, ValidationFailed
+from shuzheng.org.services import client_ip
+from shuzheng.sharing import gateway
+
+
+def _json(data, status: int = 200) -> HttpResponse:
+    return HttpResponse(orjson.dumps(data, default=str), status=status, content_type="application/json")
+
+
+def problem(exc: ServiceError) -> HttpResponse:
+    response = HttpResponse(orjson.dumps(exc.problem()), status=exc.status, content_type="application/problem+json")
+    if exc.status == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="shuzheng"'
+    return response
+
+
+def _body(request):
+    """The JSON body, or None when there is none or it is not JSON (the gateway refuses it, audited)."""
+    try:
+        return orjson.loads(request.body) if request.body else None
+    except orjson.JSONDecodeError:
+        return None
+
+
+def endpoint(method: str):
+    def wrap(view):
+        @csrf_exempt
+        def handle(request, *args, **kwargs):
+            if request.method != method:
+                response = problem(ServiceError(f"Use {method}."))
+                response.status_code = 405
+                response["Allow"] = method
+                return response
+            try:
+                return view(request, gateway.raw_key(request.headers), client_ip(request), *args, **kwargs)
+            except ServiceError as exc:
+                return problem(exc)
+        return handle
+    return wrap
+
+
+@endpoint("POST")
+def verify(request, key, ip, code):
+    return _json(gateway.verify(key, ip, normalize_code(code), _body(request)))
+
+
+@endpoint("GET")
+def records(request, key, ip, code):
+    params = {}
+    for name, values in request.GET.lists():
+        if len(values) > 1:
+            return problem(ValidationFailed.of(name, "Give each parameter once."))
+        params[name] = values[0]
+    return _json(gateway.records(key, ip, normalize_code(code), params))
+
+
+@endpoint("POST")
+def sql(request, key, ip):
+    return _json(gateway.sql(key, ip, _body(request)))
+
+
+@endpoint("POST")
+def export_create(request, key, ip, code):
+    return _json(gateway.export_dict(gateway.request_export(key, ip, normalize_code(code), _body(request))), 202)
+
+
+@endpoint("GET")
+def export_status(request, key, ip, export_id):
+    return _json(gateway.export_dict(gateway.export_status(key, ip, export_id)))
+
+
+@csrf_exempt
+def export_download(request, token):
+    try:
+        export, handle = gateway.open_download(token, client_ip(request))
+    except ServiceError as exc:
+        return problem(exc)
+    name = f"{export.grant.resource.code.replace('/', '-')}-{export.id}.{export.format}"
+    return FileResponse(handle, as_attachment=True, filename=name)
+
+
+@csrf_exempt
+def bare_verify(request, code):
+    """Benchmark only (SHUZHENG_BENCH_BARE=1): the same store lookup with no key, grant, mask or audit, so
+    bench/gateway.py can measure what the policy path costs. Never routed otherwise."""
+    if not settings.BENCH_BARE:
+        return HttpResponse(status=404)
+    return _json(gateway.bare_lookup(normalize_code(code), _body(request) or {}))
