@@ -108,6 +108,14 @@ def candidates(env: dict, n: int = 20_000) -> list[dict]:
 
 
 def _client(port: int, path: str, key: str, bodies: list[bytes], seconds: float, start: float, queue) -> None:
+    try:
+        _calls(port, path, key, bodies, seconds, start, queue)
+    except Exception as exc:  # a client that fails must still report, or the run would wait for it forever
+        print(f"client failed: {exc!r}", file=sys.stderr)
+        queue.put(([], 1))
+
+
+def _calls(port: int, path: str, key: str, bodies: list[bytes], seconds: float, start: float, queue) -> None:
     sock = socket.create_connection(("127.0.0.1", port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
@@ -126,11 +134,11 @@ def _client(port: int, path: str, key: str, bodies: list[bytes], seconds: float,
         i += 1
         # Read one response: headers, then Content-Length bytes.
         while b"\r\n\r\n" not in buf:
-            buf += sock.recv(65536)
+            buf += _recv(sock)
         header, _, buf = buf.partition(b"\r\n\r\n")
         length = int(header.lower().split(b"content-length:")[1].split(b"\r\n")[0])
         while len(buf) < length:
-            buf += sock.recv(65536)
+            buf += _recv(sock)
         body, buf = buf[:length], buf[length:]
         if not header.startswith(b"HTTP/1.1 200"):
             errors += 1
@@ -139,6 +147,13 @@ def _client(port: int, path: str, key: str, bodies: list[bytes], seconds: float,
         latencies.append(time.perf_counter() - t0)
     sock.close()
     queue.put((latencies, errors))
+
+
+def _recv(sock) -> bytes:
+    data = sock.recv(65536)
+    if not data:
+        raise ConnectionError("the server closed the connection")
+    return data
 
 
 def load(port: int, path: str, key: str, people: list[dict], clients: int, seconds: float) -> dict:

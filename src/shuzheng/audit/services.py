@@ -12,6 +12,7 @@ import io
 import json
 import multiprocessing
 import os
+import re
 import signal
 import threading
 import time
@@ -41,11 +42,13 @@ def chain_hash(prev_hash: str, body: bytes) -> str:
     return sm3_hex(prev_hash.encode() + body)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _clean(value, limit: int) -> str:
+    """Control characters (which would break the record's canonical form) become '?'."""
     text = "" if value is None else str(value)
-    if any(ord(c) < 32 or ord(c) == 127 for c in text):
-        text = "".join(c if ord(c) >= 32 and ord(c) != 127 else "?" for c in text)
-    return text[:limit]
+    return _CONTROL.sub("?", text[:limit])
 
 
 def summarize(value) -> str:
@@ -57,7 +60,8 @@ def record(actor, action: str, obj=None, *, summary=None, object_type: str = "",
     if obj is not None:
         object_type = object_type or obj._meta.label_lower
         object_id = object_id or str(obj.pk)
-    return record_many([Entry(actor.name, actor.org_code, actor.ip, action, object_type, object_id, summary)])[0]
+    written = record_many([Entry(actor.name, actor.org_code, actor.ip, action, object_type, object_id, summary)])
+    return AuditRecord(**dict(zip(FIELDS, written[0])))
 
 
 @dataclass(frozen=True)
@@ -73,15 +77,23 @@ class Entry:
     summary: object = None
 
 
-def record_many(entries: list[Entry]) -> list[AuditRecord]:
+def record_many(entries: list[Entry]) -> list[tuple]:
     """Appends records in order under one lock of the head: the gateway writes a batch of calls this way
-    (one transaction, one lock, one insert) instead of one transaction per call."""
+    (one transaction, one lock, one multi-row insert) instead of one transaction per call. Plain SQL: at
+    thousands of records a second the ORM's per-query cost is most of the work. Returns the rows written,
+    as tuples in FIELDS order."""
     # No savepoint: a failed record must fail the change it describes anyway, and on PostgreSQL a savepoint
     # costs two more round trips while the head lock is held.
-    with transaction.atomic(savepoint=False):
-        head, _created = AuditHead.objects.select_for_update().get_or_create(id=1)
-        seq, digest = head.seq, head.hash
-        records = []
+    with transaction.atomic(savepoint=False), connection.cursor() as cur:
+        # On SQLite the IMMEDIATE transaction already holds the database's write lock.
+        cur.execute("SELECT seq, hash FROM audit_head WHERE id = 1"
+                    + (" FOR UPDATE" if connection.vendor == "postgresql" else ""))
+        row = cur.fetchone()
+        if row is None:
+            AuditHead.objects.get_or_create(id=1)
+            return record_many(entries)
+        seq, digest = row
+        rows = []
         for e in entries:
             seq += 1
             fields = (
@@ -96,14 +108,11 @@ def record_many(entries: list[Entry]) -> list[AuditRecord]:
                 summarize(e.summary or {}),
             )
             digest = chain_hash(digest, canonical(*fields))
-            records.append(AuditRecord(**dict(zip(FIELDS, fields + (digest,)))))
-        if len(records) == 1:
-            records[0].save(force_insert=True)
-        else:
-            AuditRecord.objects.bulk_create(records)
-        head.seq, head.hash = seq, digest
-        head.save(update_fields=["seq", "hash"])
-    return records
+            rows.append(fields + (digest,))
+        cur.executemany(f"INSERT INTO audit_record ({', '.join(FIELDS)}) VALUES ({', '.join(['%s'] * len(FIELDS))})",
+                        rows)
+        cur.execute("UPDATE audit_head SET seq = %s, hash = %s WHERE id = 1", [seq, digest])
+    return rows
 
 
 @dataclass

@@ -16,12 +16,16 @@ from shuzheng.org.services import client_ip
 from shuzheng.sharing import gateway
 
 
-def _json(data, status: int = 200) -> HttpResponse:
-    return HttpResponse(orjson.dumps(data, default=str), status=status, content_type="application/json")
+def _json(data, status: int = 200, content_type: str = "application/json") -> HttpResponse:
+    body = orjson.dumps(data, default=str)
+    response = HttpResponse(body, status=status, content_type=content_type)
+    # Said here because the lean stack has no CommonMiddleware: without it gunicorn would chunk the answer.
+    response["Content-Length"] = str(len(body))
+    return response
 
 
 def problem(exc: ServiceError) -> HttpResponse:
-    response = HttpResponse(orjson.dumps(exc.problem()), status=exc.status, content_type="application/problem+json")
+    response = _json(exc.problem(), exc.status, "application/problem+json")
     if exc.status == 401:
         response["WWW-Authenticate"] = 'Bearer realm="shuzheng"'
     return response

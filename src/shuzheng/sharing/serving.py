@@ -16,6 +16,7 @@ booleans, integers as integers.
 from __future__ import annotations
 
 import fcntl
+import functools
 import logging
 import os
 import sqlite3
@@ -48,6 +49,7 @@ def folder(identifier: str) -> Path:
     return lake.root() / "_serving" / identifier
 
 
+@functools.lru_cache(maxsize=1024)
 def path_for(identifier: str, snapshot_id: int, items: tuple[Item, ...]) -> Path:
     return folder(identifier) / f"{snapshot_id}-{_digest(items)}.sqlite3"
 
@@ -129,6 +131,7 @@ def latest(identifier: str) -> Path | None:
 
 _local = threading.local()
 _building: set[Path] = set()
+_built: set[Path] = set()  # files seen in place: a call need not stat them again (they are never changed)
 _building_lock = threading.Lock()
 
 
@@ -154,7 +157,8 @@ def store_for(identifier: str, snapshot_id: int | None, items: tuple[Item, ...])
     if snapshot_id is None:
         return None, None
     target = path_for(identifier, snapshot_id, items)
-    if target.exists():
+    if target in _built or target.exists():
+        _built.add(target)
         return target, snapshot_id
     previous = latest(identifier)
     if previous is not None and previous.stem.rsplit("-", 1)[1] == target.stem.rsplit("-", 1)[1]:
