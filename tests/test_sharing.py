@@ -90,7 +90,9 @@ def test_conditional_important_resource_needs_provider_then_office_and_each_may_
     assert grant.row_filter == [{"item": "户籍地址", "op": "prefix", "value": "河北省定州市"}]
     assert grant.calls_per_day == 500
     assert [e.action for e in application.events.all()] == ["submit", "approve", "approve"]
-    assert Notification.objects.filter(organization=demo.org("civil-affairs"), text__contains="approved").exists()
+    # The applicant heard of both approvals (the provider's, then the office's).
+    assert Notification.objects.filter(organization=demo.org("civil-affairs"),
+                                       text__contains=application.number).count() == 2
 
 
 def test_narrowing_may_not_widen(demo):
