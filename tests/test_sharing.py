@@ -469,3 +469,34 @@ def test_export_refusals(demo, client, people_grant):
     assert wrong_method.status_code == 403  # the grant is for the interface only
     bad_format = call(client, key, f"/api/v1/share/{PEOPLE_URL}/exports", {"format": "exe"})
     assert bad_format.status_code in (403, 422)
+
+
+# ---- the journal that carries gateway calls into the audit trail ----
+
+
+def test_journaled_calls_reach_the_audit_trail_exactly_once(demo, people_grant):
+    from shuzheng.audit.services import Entry
+    from shuzheng.sharing import recorder as rec
+
+    grant, _key = people_grant
+    journal = rec.Recorder(ship_in_background=False)
+    use = rec.Use(grant.id, grant.system.code, grant.consumer.code, grant.provider.code, grant.resource.code, rows=7)
+    before = AuditRecord.objects.filter(action="share.journal_test").count()
+    for n in range(5):
+        journal.journal(Entry(f"system:{grant.system.code}", grant.consumer.code, "127.0.0.1", "share.journal_test",
+                              "sharing.grant", str(grant.id), {"n": n}), use)
+    assert journal.today(grant.id) == (5, 35)  # counted for quotas before shipping
+    assert journal.ship() >= 5
+    assert journal.ship() == 0  # nothing twice
+    records = list(AuditRecord.objects.filter(action="share.journal_test").order_by("seq"))
+    assert len(records) - before == 5 and [r.summary for r in records[-5:]] == [f'{{"n":{n}}}' for n in range(5)]
+    meter = Meter.objects.get(grant=grant)
+    assert (meter.calls, meter.rows) == (5, 35) and journal.today(grant.id) == (5, 35)
+    # A journal left by a process that is gone (killed mid-run) is shipped by another, then removed.
+    orphan = rec.folder() / "999999999-dead.jsonl"
+    orphan.write_bytes(b'{"e":["system:x","","10.0.0.1","share.journal_test","","",{"n":99},1],"u":null}\n'
+                       b'{"e":["system:x","","10.0.0.1","share.journal_test","","",{"n":100}')  # cut mid-line
+    assert journal.ship() == 1
+    assert AuditRecord.objects.filter(action="share.journal_test", summary='{"n":99}').count() == 1
+    # The incomplete line is a call that was never answered; the next round drops it with the file.
+    assert journal.ship() == 0 and not orphan.exists()

@@ -75,6 +75,7 @@ class Entry:
     object_type: str = ""
     object_id: str = ""
     summary: object = None
+    ts: int | None = None  # microseconds since the epoch when it happened; None: now
 
 
 def record_many(entries: list[Entry]) -> list[tuple]:
@@ -98,7 +99,7 @@ def record_many(entries: list[Entry]) -> list[tuple]:
             seq += 1
             fields = (
                 seq,
-                time.time_ns() // 1000,
+                e.ts or time.time_ns() // 1000,
                 _clean(e.actor, 80),
                 _clean(e.actor_org, 18),
                 _clean(e.ip, 45),

@@ -217,3 +217,11 @@ class Notification(models.Model):
     class Meta:
         ordering = ["-at"]
         indexes = [models.Index(fields=["organization", "read_at"])]
+
+
+class JournalOffset(models.Model):
+    """How far the audit trail has taken in one gateway journal file (sharing.recorder): advanced in the
+    transaction that appends the file's records, so each journaled call is recorded exactly once."""
+
+    name = models.CharField(max_length=100, primary_key=True)
+    offset = models.BigIntegerField(default=0)

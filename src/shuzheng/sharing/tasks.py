@@ -49,3 +49,12 @@ def escalate_overdue() -> int:
     from shuzheng.sharing import services
 
     return services.escalate_overdue(WORKER)
+
+
+@db_periodic_task(crontab(minute="*"))
+def ship_gateway_journal() -> int:
+    """Every minute: carry gateway journal lines into the audit trail, notably those of server processes that
+    ended before their own shipper did."""
+    from shuzheng.sharing.recorder import recorder
+
+    return recorder.ship()
