@@ -11,6 +11,7 @@ import uuid
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from shuzheng.catalog.models import Resource, ResourceVersion, SharingMethod
 from shuzheng.core.models import BaseModel
@@ -21,7 +22,7 @@ class AppState(models.TextChoices):
     PROVIDER = "provider", _("Awaiting the provider")
     OFFICE = "office", _("Awaiting the platform office")
     APPROVED = "approved", _("Approved")
-    REJECTED = "rejected", _("Rejected")
+    REJECTED = "rejected", pgettext_lazy("application state", "Rejected")
     REFUSED = "refused", _("Not shared (不予共享)")
     WITHDRAWN = "withdrawn", _("Withdrawn")
 
