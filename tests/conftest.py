@@ -64,6 +64,15 @@ def demo(db):
 
 
 @pytest.fixture
+def english():
+    """For tests that read English messages: outside a request Django speaks the default zh-hans."""
+    from django.utils import translation
+
+    with translation.override("en"):
+        yield
+
+
+@pytest.fixture
 def jobs_now(settings):
     """Huey runs jobs at once (in the calling thread), and events go in process unless a test says otherwise."""
     from huey.contrib.djhuey import HUEY

@@ -30,11 +30,7 @@ from shuzheng.ingest.connectors import SourceError, Staged, stage_database, stag
 PG_URL = os.environ.get("SHUZHENG_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
-@pytest.fixture(autouse=True)
-def english():
-    """The assertions read the English messages; outside a request Django speaks the default zh-hans."""
-    with translation.override("en"):
-        yield
+pytestmark = pytest.mark.usefixtures("english")  # the assertions read the English messages
 
 
 @pytest.fixture

@@ -30,6 +30,8 @@ DUCK_TYPES = {"string": "VARCHAR", "integer": "BIGINT", "decimal": "DECIMAL(18,4
               "datetime": "TIMESTAMP", "boolean": "BOOLEAN"}
 
 
+pytestmark = pytest.mark.usefixtures("english")  # the assertions read the English messages
+
 @pytest.fixture(scope="module")
 def con():
     con = duckdb.connect()

@@ -297,6 +297,22 @@ def test_revocation_takes_effect_on_the_next_call(demo, client, people_grant):
     assert '"status":403' in last_audit("share.refused").summary
 
 
+def test_a_deprecated_resource_is_no_longer_shared(demo, client, tmp_path):
+    from shuzheng.catalog import services as catalog
+
+    resource = table_resource(demo)
+    ingest.ingest_file(demo.actor("officer-public-security"), resource.code,
+                       write_csv(tmp_path / "p.csv", [person(1, "张三")]))
+    code, key = system(demo)
+    services.apply(demo.actor("officer-civil-affairs"), application_data(code, resource.code, items=["公民身份号码"]))
+    url_code = resource.code.replace("/", "-")
+    candidates = {"公民身份号码": person(1)[0]}
+    assert verify(client, key, candidates, code=url_code).json()["match"] is True
+    catalog.deprecate(demo.actor("officer-public-security"), resource.code, "停用")
+    refused = verify(client, key, candidates, code=url_code)
+    assert refused.status_code == 403 and "no longer published" in refused.json()["detail"]
+
+
 def test_keys_and_addresses(demo, client, people_grant):
     grant, key = people_grant
     row = sample_people(demo, 1)[0]

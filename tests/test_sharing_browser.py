@@ -95,7 +95,12 @@ def test_application_approval_and_first_call(new_page):
     assert verified.ok, verified.text()
     assert verified.json()["match"] is False and verified.json()["found"] is False
 
-    applicant.goto("/sharing/usage/?by=resource")
+    # The calls reach the meters through the gateway's journal, shipped within a fraction of a second.
+    for _attempt in range(50):
+        applicant.goto("/sharing/usage/?by=resource")
+        if "101001000/000001" in applicant.locator("table").inner_text():
+            break
+        applicant.wait_for_timeout(200)
     expect(applicant.locator("table")).to_contain_text("101001000/000001")
     expect(applicant.locator("[data-chart=usage] svg")).to_have_count(1)
     sharing_shot(applicant, "05-usage")

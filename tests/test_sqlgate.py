@@ -21,6 +21,8 @@ ENTERPRISES = "market.enterprises"
 MASKED_ID = re.compile(r"^130682\*{8}[0-9]{3}[0-9X]$")
 
 
+pytestmark = pytest.mark.usefixtures("english")  # the assertions read the English messages
+
 def id_mask(column: str) -> str:
     return f"substr(\"{column}\", 1, 6) || '********' || substr(\"{column}\", 15, 4)"
 

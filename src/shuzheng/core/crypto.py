@@ -41,12 +41,12 @@ def _sm3_factory():
 
 
 new_sm3 = _sm3_factory()
-# hmac.new accepts a constructor; ours works whether SM3 comes from hashlib or from `cryptography`.
-_sm3_for_hmac = (lambda data=b"": _with(new_sm3(), data))
 """Returns a fresh SM3 context (update / digest / hexdigest); for loops that hash many inputs."""
 
 
-def _with(h, data):
+def _sm3_for_hmac(data: bytes = b""):
+    """The hash constructor hmac.new takes; works whether SM3 comes from hashlib or from `cryptography`."""
+    h = new_sm3()
     if data:
         h.update(data)
     return h
@@ -62,7 +62,6 @@ def sm3_hex(data: bytes) -> str:
     h = new_sm3()
     h.update(data)
     return h.hexdigest()
-
 
 
 def hmac_sm3(key: bytes, data: bytes) -> bytes:

@@ -136,7 +136,7 @@ class Caller:
 
 
 _STATE_SQL = """
-SELECT k.revoked_at, k.expires_at, s.is_active, s.code, o.code, g.id, g.updated_at, v.id,
+SELECT k.revoked_at, k.expires_at, s.is_active, s.code, o.code, g.id, g.updated_at, v.id, r.status,
        (SELECT t.current_snapshot_id FROM warehouse_table t WHERE t.resource_id = r.id)
 FROM org_apikey k
 JOIN org_applicationsystem s ON s.id = k.system_id
@@ -193,7 +193,7 @@ def authorize(key: str, ip: str, resource_code: str, call: str, method: str = "i
         row = fetch_one(_STATE_SQL, [resource_code, sm3_hex(key.encode())])
         if row is None:
             raise AuthenticationFailed(_("The API key is not valid."))
-        revoked, expires, active, system, org, grant_id, updated, version_id, snapshot_id = row
+        revoked, expires, active, system, org, grant_id, updated, version_id, status, snapshot_id = row
         caller = Caller(system, org, ip)
         now = timezone.now()
         if revoked is not None:
@@ -207,6 +207,8 @@ def authorize(key: str, ip: str, resource_code: str, call: str, method: str = "i
             return caller, None, None
         if grant_id is None:
             raise Forbidden(_("Your system has no live grant for resource %(code)s.") % {"code": resource_code})
+        if status != "published" or version_id is None:  # deprecated since the grant: nothing is shared
+            raise Forbidden(_("Resource %(code)s is no longer published.") % {"code": resource_code})
         policy = _policy(grant_id, (str(updated), version_id))
         check(policy, ip, method)
         return caller, policy, snapshot_id
@@ -693,10 +695,12 @@ def _export_of_key(key: str, ip: str, export_id) -> Export:
         export = Export.objects.select_related("grant__resource", "grant__system").filter(pk=uuid.UUID(str(export_id))).first()
     except ValueError:
         export = None
-    code = export.grant.resource.code if export else ""
-    caller, policy, _snap = authorize(key, ip, code, "export_status",
-                                      "file" if export and export.format != "parquet" else "table")
-    if export is None or export.grant_id != policy.grant_id:
+    if export is None:
+        authorize(key, ip, "", "export_status", need_grant=False)  # a bad key is still a 401
+        raise NotFound(_("No such export."))
+    _caller, policy, _snap = authorize(key, ip, export.grant.resource.code, "export_status",
+                                      "file" if export.format != "parquet" else "table")
+    if export.grant_id != policy.grant_id:
         raise NotFound(_("No such export."))
     return export
 
