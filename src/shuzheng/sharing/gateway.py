@@ -230,7 +230,7 @@ def check(policy: Policy, ip: str, method: str) -> None:
         if address is None or not any(address in n for n in policy.networks):
             raise Forbidden(_("Calls from %(ip)s are not allowed by your grant for %(code)s.")
                             % {"ip": ip or "?", "code": policy.resource})
-    if method not in policy.methods and not (method == "interface" and not policy.methods):
+    if method not in policy.methods:
         raise Forbidden(_("Your grant for %(code)s is for %(methods)s, not %(method)s.")
                         % {"code": policy.resource, "methods": ", ".join(policy.methods), "method": method})
     calls, rows = recorder.today(policy.grant_id)
@@ -361,21 +361,22 @@ def _sign(payload: bytes) -> str:
     return hmac_sm3(_cursor_key(), payload).hex()[:32]
 
 
-def _encode_cursor(bound: str, values: list) -> str:
-    payload = orjson.dumps([bound, values])
+def _encode_cursor(bound: str, snapshot_id, values: list) -> str:
+    payload = orjson.dumps([bound, snapshot_id, values])
     return base64.urlsafe_b64encode(payload).decode().rstrip("=") + "." + _sign(payload)
 
 
-def _decode_cursor(text: str, bound: str) -> list:
+def _decode_cursor(text: str, bound: str) -> tuple[int, list]:
+    """(snapshot the paging started on, sort values of the last row sent) from a cursor of this query."""
     try:
         body, tag = text.rsplit(".", 1)
         payload = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
         if not hmac.compare_digest(tag, _sign(payload)):
             raise ValueError
-        stamp, values = orjson.loads(payload)
-        if stamp != bound or not isinstance(values, list):
+        stamp, snapshot_id, values = orjson.loads(payload)
+        if stamp != bound or not isinstance(values, list) or not isinstance(snapshot_id, int):
             raise ValueError
-        return values
+        return snapshot_id, values
     except (ValueError, TypeError, orjson.JSONDecodeError):
         raise ValidationFailed.of("cursor", _("Not a cursor this query returned; start again without one."))
 
@@ -467,15 +468,20 @@ def records(key: str, ip: str, code: str, params: dict) -> dict:
         left = rows_left(policy)
         if left is not None:
             limit = min(limit, left)
-        con, served = _store(policy, snapshot_id)
         where, args = filters.to_sqlite(list(policy.row_filter) + conditions)
         exprs = [(_sort_expr(policy, item), desc) for item, desc in sort] + [("rowid", False)]
-        bound = sm3_hex(orjson.dumps([str(policy.grant_id), served, sorted(params.items() - {("cursor", params.get("cursor"))}, key=str)]))[:16]
+        bound = sm3_hex(orjson.dumps([str(policy.grant_id), sorted((k, v) for k, v in params.items() if k != "cursor")]))[:16]
         clauses = [where] if where else []
         if params.get("cursor"):
-            values = _decode_cursor(params["cursor"], bound)
+            # Every page of one paging comes from the snapshot its first page came from.
+            served, values = _decode_cursor(params["cursor"], bound)
+            path = serving.path_for(policy.table, served, policy.store_items)
             if len(values) != len(exprs):
                 raise ValidationFailed.of("cursor", _("Not a cursor this query returned; start again without one."))
+            if not path.exists():
+                raise Conflict(_("The data has changed since this paging began; start again without a cursor."),
+                               [FieldError("cursor", _("Its snapshot is no longer served."))])
+            con = serving.connection(path)
             # Keyset: rows after the cursor in the page order, one OR branch per sort position.
             branches = []
             for i, (expr, desc) in enumerate(exprs):
@@ -483,6 +489,8 @@ def records(key: str, ip: str, code: str, params: dict) -> dict:
                 branches.append("(" + " AND ".join(eqs + [f"{expr} {'<' if desc else '>'} ?"]) + ")")
                 args = args + values[:i] + [values[i]]
             clauses.append("(" + " OR ".join(branches) + ")")
+        else:
+            con, served = _store(policy, snapshot_id)
         order = ", ".join(f"{e} {'DESC' if d else 'ASC'}" for e, d in exprs)
         sql = (f"SELECT {', '.join(e for e, _d in exprs)}, {', '.join(filters.quote_ident(n) for n in items)} "
                f"FROM data {'WHERE ' + ' AND '.join(clauses) if clauses else ''} ORDER BY {order} LIMIT {limit + 1}")
@@ -492,7 +500,8 @@ def records(key: str, ip: str, code: str, params: dict) -> dict:
         rows = []
         for row in page:
             rows.append({n: _out(policy, n, v) for n, v in zip(items, row[width:])})
-        next_cursor = _encode_cursor(bound, list(page[-1][:width])) if len(fetched) > limit and page else None
+        next_cursor = (_encode_cursor(bound, served, list(page[-1][:width])) if len(fetched) > limit and page
+                       else None)
         return {"resource": policy.resource, "snapshot_id": served, "items": items, "rows": rows,
                 "next_cursor": next_cursor}
 

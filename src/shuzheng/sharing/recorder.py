@@ -37,6 +37,7 @@ from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from shuzheng.audit import services as audit
+from shuzheng.sharing import serving
 from shuzheng.sharing.models import JournalOffset, Meter
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,9 @@ class Use:
 
 
 def folder() -> Path:
-    path = Path(settings.HOME) / "journal"
+    """The journal files of this platform's database (one folder per database, should a home ever serve
+    several, as the test runs' parallel workers do)."""
+    path = Path(settings.HOME) / "journal" / serving.database_tag()
     path.mkdir(parents=True, exist_ok=True)
     return path
 

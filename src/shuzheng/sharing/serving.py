@@ -21,6 +21,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from shuzheng.warehouse import lake
 log = logging.getLogger(__name__)
 BATCH = 50_000
 KEEP = 2  # files kept per table: the current one and the one before (still open in other processes)
+PRUNE_AFTER_S = 600
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,16 @@ def _digest(items: tuple[Item, ...]) -> str:
     return sm3_hex("\x1f".join(f"{i.name}:{i.data_type}:{int(i.is_key)}" for i in items).encode())[:10]
 
 
+def database_tag() -> str:
+    """A short name for the platform database: files derived from its rows (serving stores, the gateway's
+    journal) are kept apart per database, should one home ever serve several (as parallel test runs do)."""
+    from django.db import connection
+
+    return sm3_hex(f"{connection.vendor}:{connection.settings_dict.get('NAME') or ''}".encode())[:12]
+
+
 def folder(identifier: str) -> Path:
-    return lake.root() / "_serving" / identifier
+    return lake.root() / "_serving" / database_tag() / identifier
 
 
 @functools.lru_cache(maxsize=1024)
@@ -117,9 +127,12 @@ def _write(tmp: Path, identifier: str, snapshot_id: int, items: tuple[Item, ...]
 
 
 def _prune(current: Path) -> None:
+    """Removes stores of older snapshots: all but the newest KEEP, and none younger than PRUNE_AFTER_S (a
+    process may have read an older snapshot id a moment ago and be about to open its store)."""
     files = sorted(current.parent.glob("*.sqlite3"), key=lambda p: p.stat().st_mtime)
+    cutoff = time.time() - PRUNE_AFTER_S
     for old in files[:-KEEP]:
-        if old != current:
+        if old != current and old.stat().st_mtime < cutoff:
             old.unlink(missing_ok=True)
 
 
@@ -131,7 +144,6 @@ def latest(identifier: str) -> Path | None:
 
 _local = threading.local()
 _building: set[Path] = set()
-_built: set[Path] = set()  # files seen in place: a call need not stat them again (they are never changed)
 _building_lock = threading.Lock()
 
 
@@ -157,8 +169,7 @@ def store_for(identifier: str, snapshot_id: int | None, items: tuple[Item, ...])
     if snapshot_id is None:
         return None, None
     target = path_for(identifier, snapshot_id, items)
-    if target in _built or target.exists():
-        _built.add(target)
+    if target.exists():
         return target, snapshot_id
     previous = latest(identifier)
     if previous is not None and previous.stem.rsplit("-", 1)[1] == target.stem.rsplit("-", 1)[1]:
