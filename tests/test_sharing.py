@@ -516,3 +516,18 @@ def test_journaled_calls_reach_the_audit_trail_exactly_once(demo, people_grant):
     assert AuditRecord.objects.filter(action="share.journal_test", summary='{"n":99}').count() == 1
     # The incomplete line is a call that was never answered; the next round drops it with the file.
     assert journal.ship() == 0 and not orphan.exists()
+
+
+def test_a_new_snapshot_of_a_shared_resource_gets_its_serving_store_at_once(demo, tmp_path, jobs_now,
+                                                                          django_capture_on_commit_callbacks):
+    from shuzheng.sharing import serving
+
+    resource = table_resource(demo)
+    code, _key = system(demo)
+    officer = demo.actor("officer-public-security")
+    ingest.ingest_file(officer, resource.code, write_csv(tmp_path / "a.csv", [person(1)]))
+    services.apply(demo.actor("officer-civil-affairs"), application_data(code, resource.code, items=["公民身份号码"]))
+    with django_capture_on_commit_callbacks(execute=True):
+        load = ingest.ingest_file(officer, resource.code, write_csv(tmp_path / "b.csv", [person(2)]))
+    items = tuple(serving.Item(i.name, i.data_type, i.is_key) for i in resource.published.items.order_by("position"))
+    assert serving.path_for(resource.mount_target, load.snapshot_id, items).exists()  # before any gateway call

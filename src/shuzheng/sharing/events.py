@@ -36,7 +36,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import close_old_connections, connection
 
-from shuzheng.sharing import webhooks
+from shuzheng.sharing import serving, webhooks
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +90,15 @@ def check_event(event) -> dict:
 
 
 def handle_event(event: dict) -> int:
-    """What every consumer does with an event: the deliveries, one per live subscription. Returns how many
-    were created (0 for an event seen before)."""
-    return len(webhooks.fan_out(check_event(event)))
+    """What every consumer does with an event: the deliveries, one per live subscription, and the new
+    snapshot's serving store, so that the gateway's first call after a load need not build it. Returns how
+    many deliveries were created (0 for an event seen before)."""
+    deliveries = webhooks.fan_out(check_event(event))
+    try:
+        serving.prebuild(event["resource"], event.get("snapshot_id"))
+    except Exception:  # noqa: BLE001 - the gateway builds it on first use anyway
+        log.exception("serving store for %s snapshot %s not prebuilt", event["resource"], event.get("snapshot_id"))
+    return len(deliveries)
 
 
 def _decode(data: bytes) -> dict:

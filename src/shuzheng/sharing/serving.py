@@ -198,3 +198,20 @@ def _build_in_background(identifier, snapshot_id, items, target) -> None:
 
     threading.Thread(target=run, name=f"serving-{identifier}", daemon=True).start()
 
+
+
+def prebuild(code: str, snapshot_id: int | None) -> Path | None:
+    """Builds a snapshot's store ahead of the gateway's first call, when the resource has a live grant."""
+    from django.utils import timezone
+
+    from shuzheng.catalog.models import MountKind, Resource
+    from shuzheng.sharing.models import Grant
+
+    resource = Resource.objects.select_related("published").filter(code=code).first()
+    if (snapshot_id is None or resource is None or resource.published is None
+            or resource.mount_kind != MountKind.TABLE
+            or not Grant.objects.filter(resource=resource, revoked_at__isnull=True,
+                                        expires_at__gt=timezone.now()).exists()):
+        return None
+    items = tuple(Item(i.name, i.data_type, i.is_key) for i in resource.published.items.order_by("position"))
+    return build(resource.mount_target, snapshot_id, items)
