@@ -138,7 +138,7 @@ def condition(item: str, op: str, value, data_type: str, field: str) -> Conditio
 
 # ---- compilation ----
 
-def _store_value(value, data_type: str):
+def store_value(value, data_type: str):
     """A value as the serving store keeps it (see serving.py): text for dates and decimals."""
     if data_type == DataType.BOOLEAN:
         return int(value)
@@ -156,7 +156,7 @@ def to_sqlite(conditions: list[Condition]) -> tuple[str, list]:
         col = quote_ident(c.item)
         if c.data_type == DataType.DECIMAL:
             col = f"CAST({col} AS REAL)"  # stored as exact text; compared as a number
-        conv = (lambda v: float(v)) if c.data_type == DataType.DECIMAL else (lambda v: _store_value(v, c.data_type))
+        conv = (lambda v: float(v)) if c.data_type == DataType.DECIMAL else (lambda v: store_value(v, c.data_type))
         if c.op == "eq":
             parts.append(f"{col} = ?")
             params.append(conv(c.value))

@@ -148,7 +148,9 @@ WHERE k.digest = %s
 """
 
 
-_QMARK_STATE_SQL = _STATE_SQL.replace("%s", "?")
+@functools.lru_cache(maxsize=64)
+def _qmark(sql: str) -> str:
+    return sql.replace("%s", "?")
 
 
 def fetch_one(sql: str, params: list):
@@ -157,7 +159,7 @@ def fetch_one(sql: str, params: list):
     connection.ensure_connection()
     raw = connection.connection
     if connection.vendor == "sqlite":
-        return raw.execute(sql.replace("%s", "?") if sql is not _STATE_SQL else _QMARK_STATE_SQL, params).fetchone()
+        return raw.execute(_qmark(sql), params).fetchone()
     with raw.cursor() as cur:
         cur.execute(sql, params)
         return cur.fetchone()
@@ -288,10 +290,6 @@ def _store(policy: Policy, snapshot_id):
     return serving.connection(path), served
 
 
-def _stored(value, data_type: str):
-    return filters._store_value(value, data_type)
-
-
 @functools.lru_cache(maxsize=4096)
 def _lookup_sql(keys: tuple[str, ...], names: tuple[str, ...], where: str) -> str:
     """The serving store's point lookup: `names` of the record with these key values, within `where`."""
@@ -316,7 +314,7 @@ def verify(key: str, ip: str, code: str, body) -> dict:
                 errors.append(FieldError(f"candidates.{name}", _("Not an item your grant covers.")))
                 continue
             try:
-                typed[name] = _stored(filters.typed(value, policy.types[name], f"candidates.{name}"),
+                typed[name] = filters.store_value(filters.typed(value, policy.types[name], f"candidates.{name}"),
                                       policy.types[name])
             except filters.FilterError as exc:
                 errors.append(exc.as_field_error())
@@ -603,16 +601,9 @@ def _scope(con, name: str, resolve, tables: dict):
 
 
 def _create_view(con, view: str, policy: Policy, snapshot_id) -> None:
-    items = [_ItemView(i.name, i.data_type) for i in policy.store_items]
     table = lake.open_table(policy.table)
     snapshot = lake.snapshot_for(table, snapshot_id) if table is not None and snapshot_id else None
-    lake.view(con, view, table, items, snapshot)
-
-
-@dataclass(frozen=True)
-class _ItemView:
-    name: str
-    data_type: str
+    lake.view(con, view, table, policy.store_items, snapshot)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -695,11 +686,7 @@ def write(export_id) -> Export:
 
 
 def export_status(key: str, ip: str, export_id) -> Export:
-    export = _export_of_key(key, ip, export_id)
-    return export
-
-
-def _export_of_key(key: str, ip: str, export_id) -> Export:
+    """An export of the calling system's grant (404 for anyone else's)."""
     try:
         export = Export.objects.select_related("grant__resource", "grant__system").filter(pk=uuid.UUID(str(export_id))).first()
     except ValueError:
