@@ -77,7 +77,7 @@ def application_out(a: Application) -> dict:
 
 
 def grant_out(g: Grant) -> dict:
-    return {"id": str(g.id), "state": services.grant_state(g), "resource": g.resource.code, "system": g.system.code,
+    return {"id": str(g.id), "state": g.status(), "resource": g.resource.code, "system": g.system.code,
             "consumer": g.consumer.code, "provider": g.provider.code, "application": g.application.number,
             "items": g.items, "masks": g.masks, "verify_items": g.verify_items, "row_filter": g.row_filter,
             "methods": g.methods, "expires_at": g.expires_at, "calls_per_day": g.calls_per_day,

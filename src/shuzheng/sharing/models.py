@@ -10,6 +10,7 @@ import uuid
 
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
@@ -115,6 +116,19 @@ class Grant(BaseModel):
             models.UniqueConstraint(fields=["system", "resource"], condition=Q(revoked_at__isnull=True),
                                     name="one_live_grant_per_system_resource"),
         ]
+
+    def status(self, now=None) -> str:
+        """revoked, expired or live (as ApiKey.status)."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at <= (now or timezone.now()):
+            return "expired"
+        return "live"
+
+    @staticmethod
+    def live_q(now, prefix: str = "") -> Q:
+        """Grants in force at `now`, for querysets (of grants, or of rows that reach one through `prefix`)."""
+        return Q(**{f"{prefix}revoked_at__isnull": True, f"{prefix}expires_at__gt": now})
 
 
 class Meter(models.Model):

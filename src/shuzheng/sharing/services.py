@@ -93,7 +93,7 @@ def list_grants(actor: Actor, live: bool | None = None) -> QuerySet:
     if actor.system is not None and actor.user is None:
         qs = qs.filter(system=actor.system)
     if live is True:
-        qs = qs.filter(revoked_at__isnull=True, expires_at__gt=timezone.now())
+        qs = qs.filter(Grant.live_q(timezone.now()))
     return qs
 
 
@@ -108,15 +108,6 @@ def get_grant(actor: Actor, grant_id, lock: bool = False) -> Grant:
     if grant is None:
         raise NotFound(_("No such grant."))
     return grant
-
-
-def grant_state(grant: Grant, now=None) -> str:
-    now = now or timezone.now()
-    if grant.revoked_at:
-        return "revoked"
-    if grant.expires_at <= now:
-        return "expired"
-    return "live"
 
 
 def may_decide(actor: Actor, application: Application) -> bool:

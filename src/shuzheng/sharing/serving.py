@@ -210,8 +210,7 @@ def prebuild(code: str, snapshot_id: int | None) -> Path | None:
     resource = Resource.objects.select_related("published").filter(code=code).first()
     if (snapshot_id is None or resource is None or resource.published is None
             or resource.mount_kind != MountKind.TABLE
-            or not Grant.objects.filter(resource=resource, revoked_at__isnull=True,
-                                        expires_at__gt=timezone.now()).exists()):
+            or not Grant.objects.filter(Grant.live_q(timezone.now()), resource=resource).exists()):
         return None
     items = tuple(Item(i.name, i.data_type, i.is_key) for i in resource.published.items.order_by("position"))
     return build(resource.mount_target, snapshot_id, items)

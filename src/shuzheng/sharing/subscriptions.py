@@ -59,10 +59,6 @@ def _check(actor: Actor, grant: Grant | None, manage: bool, missing: str) -> Gra
     raise NotFound(missing)
 
 
-def _live(grant: Grant) -> bool:
-    return grant.revoked_at is None and grant.expires_at > timezone.now()
-
-
 def check_url(url: str) -> str:
     """An http(s) URL with a host, without credentials; 422 on field "url" otherwise."""
     url = (url or "").strip()
@@ -90,7 +86,7 @@ def create_subscription(actor: Actor, grant_id, url: str) -> tuple[Subscription,
     secret = secrets.token_urlsafe(32)
     with transaction.atomic():
         grant = Grant.objects.select_for_update().get(pk=grant.pk)  # serializes the per-grant checks below
-        if not _live(grant):
+        if grant.status() != "live":
             raise Conflict(_("This grant is revoked or has expired."))
         active = Subscription.objects.filter(grant=grant, active=True)
         if active.filter(url=url).exists():
@@ -152,7 +148,7 @@ def redeliver(actor: Actor, delivery_id) -> Delivery:
         sub = Subscription.objects.select_related("grant__resource").get(pk=delivery.subscription_id)
         if not sub.active:
             raise Conflict(_("The subscription is deactivated."))
-        if not _live(sub.grant):
+        if sub.grant.status() != "live":
             raise Conflict(_("This grant is revoked or has expired."))
         before = {"state": delivery.state, "attempts": delivery.attempts, "status": delivery.last_status,
                   "error": delivery.last_error[:200]}

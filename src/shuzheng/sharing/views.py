@@ -223,7 +223,7 @@ def grant_view(request, grant_id):
             messages.success(request, _("Grant revoked; the next call is refused."))
             return redirect("web:sharing_grant", grant_id=grant.id)
     meters = grant.meters.order_by("-day")[:30]
-    return render(request, "sharing/grant.html", {"g": grant, "state": services.grant_state(grant), "form": form,
+    return render(request, "sharing/grant.html", {"g": grant, "state": grant.status(), "form": form,
                                                   "meters": meters})
 
 

@@ -27,13 +27,12 @@ from dataclasses import dataclass
 
 import requests
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from shuzheng.audit import services as audit
 from shuzheng.core.crypto import hmac_sm3
 from shuzheng.org.services import Actor
-from shuzheng.sharing.models import Delivery, DeliveryState, Subscription
+from shuzheng.sharing.models import Delivery, DeliveryState, Grant, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -145,16 +144,11 @@ def body_of(payload: dict) -> bytes:
 # --------------------------------------------------------------------------------------------------
 
 
-def live_grant_q(now: dt.datetime, prefix: str = "") -> Q:
-    """A grant in force at `now`: not revoked, not expired."""
-    return Q(**{f"{prefix}revoked_at__isnull": True, f"{prefix}expires_at__gt": now})
-
-
 def live_subscriptions(resource_code: str, now: dt.datetime | None = None):
     """Active subscriptions to `resource_code` whose grant is in force and whose system is active."""
     now = now or timezone.now()
     return (Subscription.objects.select_related("grant__system", "grant__resource")
-            .filter(live_grant_q(now, "grant__"), active=True, grant__resource__code=resource_code,
+            .filter(Grant.live_q(now, "grant__"), active=True, grant__resource__code=resource_code,
                     grant__system__is_active=True))
 
 
@@ -222,14 +216,10 @@ def post(url: str, body: bytes, headers: dict, timeout=TIMEOUT) -> Outcome:
 
 
 def _undeliverable(sub: Subscription, now: dt.datetime) -> str:
-    grant = sub.grant
     if not sub.active:
         return "subscription deactivated"
-    if grant.revoked_at is not None:
-        return "grant revoked"
-    if grant.expires_at <= now:
-        return "grant expired"
-    return ""
+    state = sub.grant.status(now)
+    return "" if state == "live" else f"grant {state}"
 
 
 def claim(delivery_id, now: dt.datetime | None = None) -> Delivery | None:
