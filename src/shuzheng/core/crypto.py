@@ -3,6 +3,7 @@ Python's OpenSSL provides it, else from `cryptography`; both compute the same st
 
 import hashlib
 import hmac
+import os
 
 from cryptography.hazmat.primitives import hashes
 
@@ -75,3 +76,17 @@ def derive_key(purpose: str) -> bytes:
     from django.conf import settings
 
     return hmac_sm3(settings.SECRET_KEY.encode(), b"shuzheng.key:" + purpose.encode())
+
+
+def sha256_file(path, fsync: bool = False) -> tuple[str, int]:
+    """(hex SHA-256, size in bytes) of a file, read in 8 MiB chunks; `fsync` also flushes it to disk (a file
+    about to be renamed into place)."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(8 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+        if fsync:
+            os.fsync(f.fileno())
+    return digest.hexdigest(), size

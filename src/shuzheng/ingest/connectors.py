@@ -71,6 +71,7 @@ from typing import Any, Callable, Iterator
 
 from django.utils.translation import gettext as _, ngettext
 
+from shuzheng.core.crypto import sha256_file
 from shuzheng.core.errors import FieldError, ValidationFailed
 from shuzheng.core.sql import quote_ident as _q
 from shuzheng.core.sql import quote_literal as _lit
@@ -404,16 +405,6 @@ class _Rejects:
         self._items.sort(key=lambda r: r["row"])
         del self._items[MAX_REJECTS:]
         return self._items
-
-
-def _sha256_file(path: str) -> tuple[str, int]:
-    h = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(8 << 20):
-            h.update(chunk)
-            size += len(chunk)
-    return h.hexdigest(), size
 
 
 class _InsertionOrder:
@@ -1564,7 +1555,7 @@ def _stage_xlsx(con, path: str, table: str, *, name: str, sheet: str | None, hea
 
     from openpyxl import load_workbook
 
-    sha, size = _sha256_file(path)
+    sha, size = sha256_file(path)
     try:
         wb = load_workbook(path, read_only=True, data_only=True)
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
@@ -2052,7 +2043,7 @@ def _json_rows(f, name: str, sink: _Sink, rejects: _Rejects, warnings: list[str]
 # -------------------------------------------------------------------------------------- Parquet
 
 def _stage_parquet(con, path: str, table: str, *, name: str) -> Staged:
-    sha, size = _sha256_file(path)
+    sha, size = sha256_file(path)
     scratch = _Scratch(con, table)
     source = f"read_parquet({_lit(path)}, file_row_number = true)"
     try:

@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import codecs
 import datetime as dt
-import hashlib
 import json
 import os
 import re
@@ -60,6 +59,7 @@ from typing import Iterable
 
 import duckdb
 
+from shuzheng.core.crypto import sha256_file
 from shuzheng.core.sql import quote_ident, quote_literal
 
 FORMATS = ("csv", "parquet", "xlsx")
@@ -164,7 +164,7 @@ def write_export(con: duckdb.DuckDBPyConnection, select_sql: str, fmt: str, path
                     options += f", KV_METADATA {{{pairs}}}"
                 rows = con.execute(f"COPY (SELECT * FROM {source} ORDER BY {key}) TO {quote_literal(str(tmp))} "
                                    f"({options})").fetchone()[0]
-        size, digest = _seal(tmp)
+        digest, size = sha256_file(tmp, fsync=True)  # flushed to disk before it is renamed into place
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -288,16 +288,7 @@ def _xlsx_text_cell(text: str) -> str:
     return re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f]", "", text)
 
 
-def _seal(tmp: Path) -> tuple[int, str]:
-    """Size and SHA-256 of the finished file, flushed to disk before it is renamed into place."""
-    digest = hashlib.sha256()
-    size = 0
-    with open(tmp, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-        os.fsync(f.fileno())
-    return size, digest.hexdigest()
+
 
 
 def _sync_folder(folder: Path) -> None:
