@@ -19,7 +19,7 @@ from shuzheng.audit import services
 from shuzheng.core.errors import ServiceError
 from shuzheng.org.roles import Perm
 from shuzheng.org.services import Actor, authz
-from shuzheng.web.pages import page_of, query_without_page, raise_http_error, show_form_error
+from shuzheng.web.pages import or_http_error, page_of, query_without_page, show_form_error
 
 DATETIME_LOCAL = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"]
 
@@ -109,9 +109,5 @@ def export_view(request):
 @login_required
 @require_POST
 def verify_view(request):
-    try:
-        result = services.verify_as(Actor.from_request(request))
-    except ServiceError as exc:
-        raise_http_error(exc)
-        raise
+    result = or_http_error(services.verify_as, Actor.from_request(request))
     return render(request, "audit/verify.html", {"result": result})

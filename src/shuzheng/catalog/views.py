@@ -64,7 +64,7 @@ from shuzheng.org import services as org_services
 from shuzheng.org.roles import Perm
 from shuzheng.org.services import Actor, authz
 from shuzheng.web.forms import show_service_error
-from shuzheng.web.pages import page_of, query_without_page, raise_http_error, show_form_error
+from shuzheng.web.pages import or_http_error, page_of, query_without_page, raise_http_error, show_form_error
 
 SEARCH_PAGE_SIZE = 20
 
@@ -454,11 +454,7 @@ def resource_create_view(request):
 @login_required
 def resource_edit_view(request, code):
     actor = Actor.from_request(request)
-    try:
-        resource = services.get_resource(actor, code)
-    except ServiceError as exc:
-        raise_http_error(exc)
-        raise
+    resource = or_http_error(services.get_resource, actor, code)
     if not authz.allowed(actor, Perm.CATALOG_EDIT, resource.provider):
         raise PermissionDenied
     if resource.pending is None or resource.pending.status not in EDITABLE:
@@ -651,11 +647,7 @@ def elements_view(request):
 
 def element_view(request, identifier):
     actor = Actor.from_request(request)
-    try:
-        element = services.find_element(identifier)
-    except ServiceError as exc:
-        raise_http_error(exc)
-        raise
+    element = or_http_error(services.find_element, identifier)
     # The published resources the caller may see that carry the element: its source and its copies.
     return render(request, "catalog/element_detail.html", {
         "element": element, "carriers": services.carriers(actor, element), "visible": _visible(actor, [element.authoritative]),
@@ -669,11 +661,7 @@ def code_tables_view(request):
 
 
 def code_table_view(request, code):
-    try:
-        table = services.get_code_table(code)
-    except ServiceError as exc:
-        raise_http_error(exc)
-        raise
+    table = or_http_error(services.get_code_table, code)
     form = CodeValueFilterForm(request.GET or None)
     q = form.cleaned_data["q"].strip() if form.is_valid() else ""
     values = table.values.all()
@@ -743,11 +731,7 @@ def element_create_view(request):
 def element_edit_view(request, identifier):
     actor = Actor.from_request(request)
     _require_standards(actor)
-    try:
-        element = services.find_element(identifier)
-    except ServiceError as exc:
-        raise_http_error(exc)
-        raise
+    element = or_http_error(services.find_element, identifier)
     return _element_form(request, actor, element)
 
 
@@ -804,9 +788,5 @@ def code_table_create_view(request):
 def code_table_edit_view(request, code):
     actor = Actor.from_request(request)
     _require_standards(actor)
-    try:
-        table = services.get_code_table(code)
-    except ServiceError as exc:
-        raise_http_error(exc)
-        raise
+    table = or_http_error(services.get_code_table, code)
     return _code_table_form(request, actor, table)

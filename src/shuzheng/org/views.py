@@ -30,7 +30,7 @@ from shuzheng.org.forms import (
 )
 from shuzheng.org.roles import Perm, Role
 from shuzheng.org.services import Actor, authz
-from shuzheng.web.pages import page_of, query_without_page, raise_http_error, show_form_error
+from shuzheng.web.pages import or_http_error, page_of, query_without_page, raise_http_error, show_form_error
 
 def _orgs_for(actor: Actor, perm: str):
     """Organizations the actor may pick for `perm` (for select boxes; the service still checks)."""
@@ -59,11 +59,7 @@ def organizations_view(request):
 @login_required
 def organization_view(request, code):
     actor = Actor.from_request(request)
-    try:
-        org = services.find_organization(code)
-    except ServiceError as exc:
-        raise_http_error(exc)
-        raise
+    org = or_http_error(services.find_organization, code)
     context = {
         "org": org,
         "children": services.list_organizations().filter(parent=org).order_by("code"),
@@ -104,11 +100,7 @@ def organization_edit_view(request, code):
     actor = Actor.from_request(request)
     if not authz.allowed(actor, Perm.ORG_MANAGE):
         raise PermissionDenied
-    try:
-        org = services.find_organization(code)
-    except ServiceError as exc:
-        raise_http_error(exc)
-        raise
+    org = or_http_error(services.find_organization, code)
     initial = {
         "name": org.name, "short_name": org.short_name, "name_en": org.name_en, "kind": org.kind,
         "parent": org.parent.code if org.parent_id else "", "region": org.region.code, "is_active": org.is_active,

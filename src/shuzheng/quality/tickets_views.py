@@ -22,7 +22,7 @@ from shuzheng.org.services import Actor
 from shuzheng.quality import tickets
 from shuzheng.quality.models import TicketState
 from shuzheng.web.forms import show_service_error
-from shuzheng.web.pages import page_of, query_without_page, raise_http_error
+from shuzheng.web.pages import or_http_error, page_of, query_without_page, raise_http_error
 
 # ---- forms ----------------------------------------------------------------------------------------------
 
@@ -190,11 +190,7 @@ def tickets_view(request):
 
 def _ticket_page(request, number: str, **forms_given):
     actor = Actor.from_request(request)
-    try:
-        ticket = tickets.get_ticket(actor, number)
-    except ServiceError as exc:
-        raise_http_error(exc)
-        raise
+    ticket = or_http_error(tickets.get_ticket, actor, number)
     actions = tickets.available_actions(actor, ticket)
     decide = actions["resolve"] or actions["reject"]
     return render(request, "quality/ticket_detail.html", {

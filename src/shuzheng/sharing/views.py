@@ -25,7 +25,7 @@ from shuzheng.org.services import Actor, authz
 from shuzheng.sharing import services
 from shuzheng.sharing.models import AppState
 from shuzheng.web.forms import show_service_error
-from shuzheng.web.pages import page_of, raise_http_error
+from shuzheng.web.pages import or_http_error, page_of, raise_http_error
 
 OPS = [("", "—"), ("eq", gettext_lazy("equals")), ("prefix", gettext_lazy("starts with")),
        ("in", gettext_lazy("one of (comma-separated)"))]
@@ -143,11 +143,7 @@ def home_view(request):
 @login_required
 def apply_view(request, code):
     actor = Actor.from_request(request)
-    try:
-        resource = catalog.get_resource(actor, code)
-    except ServiceError as exc:
-        raise_http_error(exc)
-        raise
+    resource = or_http_error(catalog.get_resource, actor, code)
     if resource.published is None:
         raise Http404(_("Resource %(code)s is not published.") % {"code": resource.code})
     items = list(resource.published.items.order_by("position").values_list("name", flat=True))
@@ -172,11 +168,7 @@ def apply_view(request, code):
 @login_required
 def application_view(request, number):
     actor = Actor.from_request(request)
-    try:
-        application = services.get_application(actor, number)
-    except ServiceError as exc:
-        raise_http_error(exc)
-        raise
+    application = or_http_error(services.get_application, actor, number)
     can_decide = services.may_decide(actor, application)
     form = DecisionForm(request.POST or None, application=application) if can_decide else None
     if request.method == "POST":
@@ -207,11 +199,7 @@ def application_view(request, number):
 @login_required
 def grant_view(request, grant_id):
     actor = Actor.from_request(request)
-    try:
-        grant = services.get_grant(actor, grant_id)
-    except ServiceError as exc:
-        raise_http_error(exc)
-        raise
+    grant = or_http_error(services.get_grant, actor, grant_id)
     form = RevokeForm(request.POST or None) if services.may_revoke(actor, grant) else None
     if request.method == "POST" and form is not None and form.is_valid():
         try:
@@ -231,11 +219,7 @@ def grant_view(request, grant_id):
 def usage_view(request):
     actor = Actor.from_request(request)
     by = request.GET.get("by", "day")
-    try:
-        rows = services.usage(actor, by if by in services.USAGE_GROUPS else "day", 30)
-    except ServiceError as exc:
-        raise_http_error(exc)
-        raise
+    rows = or_http_error(services.usage, actor, by if by in services.USAGE_GROUPS else "day", 30)
     chart = {"keys": [r["key"] for r in rows], "calls": [r["calls"] for r in rows], "rows": [r["rows"] for r in rows],
              "errors": [r["errors"] for r in rows]}
     return render(request, "sharing/usage.html", {"rows": rows, "by": by, "groups": list(services.USAGE_GROUPS),

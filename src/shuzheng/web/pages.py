@@ -19,6 +19,16 @@ def raise_http_error(exc: ServiceError) -> None:
         raise PermissionDenied(str(exc.detail))
 
 
+def or_http_error(fetch, *args, **kwargs):
+    """What a service call returns; its NotFound and Forbidden become the HTTP 404 and 403 (any other
+    service error goes on as it was)."""
+    try:
+        return fetch(*args, **kwargs)
+    except ServiceError as exc:
+        raise_http_error(exc)
+        raise
+
+
 def show_form_error(form, exc: ServiceError) -> None:
     raise_http_error(exc)
     show_service_error(form, exc)
