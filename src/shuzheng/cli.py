@@ -328,6 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as", dest="as_user", metavar="USERNAME")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_quality_report)
+
+    from shuzheng.security.cli import register as security_commands
+
+    security_commands(sub)
     return parser
 
 

@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "shuzheng.ingest",
     "shuzheng.quality",
     "shuzheng.sharing",
+    "shuzheng.security",
     "shuzheng.web",
 ]
 

@@ -57,6 +57,7 @@ class Perm(models.TextChoices):
     SHARE_APPLY = "share.apply", _("Apply for shared data for the organization's application systems")
     SHARE_DECIDE = "share.decide", _("Decide applications for the organization's resources and revoke grants")
     SHARE_OVERSEE = "share.oversee", _("Approve important and core resources' sharing and decide overdue applications")
+    SECURITY_MONITOR = "security.monitor", _("See, acknowledge and escalate security alerts")
 
 
 ROLE_PERMISSIONS: dict[str, dict[str, str]] = {
@@ -72,6 +73,7 @@ ROLE_PERMISSIONS: dict[str, dict[str, str]] = {
         Perm.ROLE_ASSIGN: ALL,
         Perm.USER_UNLOCK: ALL,
         Perm.APIKEY_REVOKE: ALL,
+        Perm.SECURITY_MONITOR: ALL,
     },
     Role.AUDIT_ADMIN: {
         Perm.AUDIT_VIEW: ALL,
