@@ -95,9 +95,10 @@ def prepare(home: Path, rows: int) -> tuple[dict, str]:
 def candidates(env: dict, n: int = 20_000) -> list[dict]:
     script = ("import json, os, django; os.environ['DJANGO_SETTINGS_MODULE'] = 'shuzheng.settings'; django.setup()\n"
               "from shuzheng.catalog.models import Resource\nfrom shuzheng.warehouse import lake\n"
+              "from shuzheng.security import fieldcrypt\n"
               f"r = Resource.objects.get(code={CODE!r}); t = lake.open_table(r.mount_target); con = lake.duck()\n"
               "items = list(r.published.items.order_by('position'))\n"
-              "lake.view(con, 'p', t, items, t.current_snapshot())\n"
+              "lake.view(con, 'p', t, items, t.current_snapshot(), cipher=fieldcrypt.cipher_for(r, items))\n"
               f"rows = con.execute('SELECT \"公民身份号码\", \"姓名\" FROM p USING SAMPLE {n} ROWS').fetchall()\n"
               "print(json.dumps(rows, ensure_ascii=False))")
     out = subprocess.run([sys.executable, "-c", script], env=env, check=True, capture_output=True, text=True).stdout

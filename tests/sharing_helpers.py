@@ -47,8 +47,23 @@ def granted(demo, system_code: str, provider_terms: dict | None = None, office_t
 
 
 def sample_people(demo, n: int = 5) -> list[dict]:
-    """Real rows of the people resource, read as its provider."""
-    return ingest.read_rows(demo.actor("officer-public-security"), PEOPLE, limit=n)["sample"]
+    """Real rows of the people resource in clear: its warehouse snapshot opened with the table's data keys
+    (the provider's own preview shows the encrypted items as tokens)."""
+    from shuzheng.catalog.models import Resource
+    from shuzheng.security import fieldcrypt
+    from shuzheng.warehouse import lake
+
+    resource = Resource.objects.select_related("published").get(code=PEOPLE)
+    items = list(resource.published.items.order_by("position"))
+    table = lake.open_table(resource.mount_target)
+    con = lake.duck()
+    try:
+        lake.view(con, "t", table, items, table.current_snapshot(), cipher=fieldcrypt.cipher_for(resource, items))
+        result = con.execute(f"SELECT * FROM t LIMIT {int(n)}")
+        names = [d[0] for d in result.description]
+        return [dict(zip(names, row)) for row in result.fetchall()]
+    finally:
+        con.close()
 
 
 def call(client, key: str, path: str, body=None, method: str = "post", **extra):

@@ -137,7 +137,8 @@ def test_a_valid_workbook_imports_atomically_as_drafts(demo, tmp_path):
     snap = services.snapshot(one.pending)
     assert list(snap["items"]) == ["公民身份号码", "姓名", "登记日期"]
     assert snap["items"]["公民身份号码"] == {"data_type": "string", "length": 18, "nullable": False, "is_key": True,
-                                        "element": "DE00001", "level": "important", "authoritative": False}
+                                        "element": "DE00001", "level": "important", "authoritative": False,
+                                        "subject": "personal", "sensitive_personal": False, "domestic_only": False}
     assert snap["items"]["姓名"]["element"] == "DE00002" and snap["items"]["登记日期"]["data_type"] == "date"
     assert two.provider == demo.org("public-security") and two.pending.format == "spreadsheet"
     assert services.snapshot(two.pending)["items"]["门牌号"]["length"] == 20

@@ -50,6 +50,21 @@ def plain_client_rows(resource) -> list[dict]:
     return client.load_table(resource.mount_target).scan().to_arrow().to_pylist()
 
 
+def clear_rows(resource) -> list[dict]:
+    """The plain client's rows with the sealed items (重要 personal: ID number, name) opened by the table's
+    data keys, as the loader and the gateway open them; blind-index columns dropped."""
+    from shuzheng.security import fieldcrypt
+
+    cipher = fieldcrypt.cipher_for(resource, resource.published.items.all())
+    opened = []
+    for row in plain_client_rows(resource):
+        row = {k: v for k, v in row.items() if not k.endswith(fieldcrypt.INDEX_SUFFIX)}
+        if cipher is not None:
+            row.update({k: cipher.open(k, row[k]) for k in cipher.encrypted if k in row})
+        opened.append(row)
+    return opened
+
+
 def test_a_load_is_one_snapshot_that_a_plain_iceberg_client_reads(demo, tmp_path):
     resource = table_resource(demo)
     rows = good_rows(20)
@@ -57,7 +72,11 @@ def test_a_load_is_one_snapshot_that_a_plain_iceberg_client_reads(demo, tmp_path
     assert (done.state, done.loaded, done.quarantined, done.unreadable) == ("committed", 20, 0, 0)
     table = lake.open_table(resource.mount_target)
     assert [s.snapshot_id for s in table.snapshots()] == [done.snapshot_id]
-    read = plain_client_rows(resource)
+    # An outside client sees the sealed items as SM4 tokens beside their blind index, the others in clear.
+    raw = plain_client_rows(resource)
+    assert all(r["公民身份号码"].startswith("sz1:") and len(r["公民身份号码__bi"]) == 32 for r in raw)
+    assert sorted(r["性别"] for r in raw) == sorted(r[2] for r in rows)
+    read = clear_rows(resource)
     assert sorted(r["公民身份号码"] for r in read) == sorted(r[0] for r in rows)
     first = next(r for r in read if r["公民身份号码"] == rows[0][0])
     assert first["出生日期"] == dt.date(1990, 1, 1) and str(first["月收入"]) == "3500.5000"
@@ -101,7 +120,7 @@ def test_bad_rows_are_quarantined_with_every_reason_and_the_rest_loads(demo, tmp
     row_number = 43
     reasons = {(r["item"], r["code"]) for r in by_row[row_number][-1]}
     assert {("姓名", "not_null.missing"), ("登记日期", "type.date")} <= reasons
-    stored = {r["公民身份号码"] for r in plain_client_rows(resource)}
+    stored = {r["公民身份号码"] for r in clear_rows(resource)}
     assert bad_check[0] not in stored and len(stored) == 40
     assert done.scores["validity"] < 100 and done.scores["uniqueness"] < 100 and done.scores["consistency"] < 100
 
@@ -155,13 +174,13 @@ def test_modes_append_upsert_replace_and_the_row_count_guard(demo, tmp_path):
     changed[0][1] = "张改名"
     upsert = load(demo, resource, write_csv(tmp_path / "c.csv", changed + good_rows(1, 20)), mode="upsert")
     assert upsert.state == "committed" and upsert.rows_after == 14
-    names = {r["公民身份号码"]: r["姓名"] for r in plain_client_rows(resource)}
+    names = {r["公民身份号码"]: r["姓名"] for r in clear_rows(resource)}
     assert len(names) == 14 and names[changed[0][0]] == "张改名"
     shrink = load(demo, resource, write_csv(tmp_path / "d.csv", good_rows(3)), mode="replace")
-    assert shrink.state == "rejected" and len(plain_client_rows(resource)) == 14
+    assert shrink.state == "rejected" and len(clear_rows(resource)) == 14
     replaced = load(demo, resource, write_csv(tmp_path / "e.csv", good_rows(12, 40)), mode="replace")
     assert replaced.state == "committed" and replaced.rows_after == 12
-    assert {r["公民身份号码"] for r in plain_client_rows(resource)} == {r[0] for r in good_rows(12, 40)}
+    assert {r["公民身份号码"] for r in clear_rows(resource)} == {r[0] for r in good_rows(12, 40)}
 
 
 def test_reads_name_a_snapshot_or_a_point_in_time_and_retention_keeps_the_newest(demo, tmp_path):

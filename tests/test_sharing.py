@@ -529,5 +529,4 @@ def test_a_new_snapshot_of_a_shared_resource_gets_its_serving_store_at_once(demo
     services.apply(demo.actor("officer-civil-affairs"), application_data(code, resource.code, items=["公民身份号码"]))
     with django_capture_on_commit_callbacks(execute=True):
         load = ingest.ingest_file(officer, resource.code, write_csv(tmp_path / "b.csv", [person(2)]))
-    items = tuple(serving.Item(i.name, i.data_type, i.is_key) for i in resource.published.items.order_by("position"))
-    assert serving.path_for(resource.mount_target, load.snapshot_id, items).exists()  # before any gateway call
+    assert serving.path_for(resource.mount_target, load.snapshot_id, serving.items_of(resource.published)).exists()  # before any gateway call

@@ -76,16 +76,188 @@ def cmd_events_consume(args):
 
 
 def cmd_audit_verify(args):
+    from django.utils.translation import gettext as _
+
+    from shuzheng.audit import signing
     from shuzheng.audit.services import verify
 
-    result = verify()
+    public_key = None
+    if args.public_key:
+        try:
+            with open(args.public_key, encoding="utf-8") as f:
+                public_key = signing.parse_public_key(f.read())
+        except (OSError, UnicodeDecodeError, signing.SigningKeyError) as exc:
+            print(_("error: cannot use the public key %(file)s: %(e)s") % {"file": args.public_key, "e": exc},
+                  file=sys.stderr)
+            sys.exit(2)
+    result = verify(public_key)
     if args.json:
         print(json.dumps(result.as_dict()))
     elif result.intact:
-        print(f"audit chain intact: {result.records} records verified in {result.seconds:.2f} s")
+        print(_("audit chain intact: %(n)s records verified in %(s).2f s") % {"n": result.records,
+                                                                             "s": result.seconds})
+        if result.signed_seq:
+            print(_("%(k)s SM2 signatures valid (key %(fp)s%(src)s); the newest covers record %(seq)s, signed "
+                    "%(at)s; %(u)s records after it are covered by the chain only")
+                  % {"k": result.signatures, "fp": result.key_fingerprint, "seq": result.signed_seq,
+                     "at": result.signed_at, "u": result.unsigned,
+                     "src": _(", given") if public_key else _(", this home's")})
+        else:
+            print(_("no SM2 signature of the head yet: all %(n)s records are covered by the chain only "
+                    "(shuzheng audit sign)") % {"n": result.records})
     else:
-        print(f"AUDIT CHAIN BROKEN at record {result.first_bad_seq}: {result.reason}", file=sys.stderr)
+        print(_("AUDIT CHAIN BROKEN at record %(seq)s: %(reason)s") % {"seq": result.first_bad_seq,
+                                                                        "reason": result.reason}, file=sys.stderr)
     sys.exit(0 if result.intact else 1)
+
+
+def cmd_audit_sign(args):
+    from django.utils.translation import gettext as _
+
+    from shuzheng.audit import services
+
+    try:
+        made = services.sign_head()
+    except services.SigningRefused as exc:
+        print(_("error: the head was not signed: %(detail)s") % {"detail": exc.detail}, file=sys.stderr)
+        sys.exit(1)
+    if made is None:
+        last = services.latest_signature()
+        if last is None:
+            print(_("nothing to sign: the audit trail is empty"))
+        else:
+            print(_("the head has not moved since the signature of record %(seq)s (%(at)s)")
+                  % {"seq": last.seq, "at": last.signed_at.isoformat()})
+    else:
+        print(_("signed the head at record %(seq)s (hash %(h)s…) with key %(fp)s")
+              % {"seq": made.seq, "h": made.hash[:16], "fp": made.key_fingerprint})
+
+
+def cmd_audit_public_key(args):
+    from django.utils.translation import gettext as _
+
+    from shuzheng.audit import signing
+    from shuzheng.core.crypto import DecryptionError
+
+    try:
+        key = signing.keypair()
+    except (signing.SigningKeyError, DecryptionError) as exc:
+        print(_("error: %(e)s") % {"e": exc}, file=sys.stderr)
+        sys.exit(1)
+    text = signing.public_pem(key.public)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write(text)
+        print(_("Wrote the public key %(fp)s to %(file)s.") % {"fp": key.fingerprint, "file": args.out},
+              file=sys.stderr)
+    else:
+        print(text, end="")
+
+
+def _passphrase(args) -> str:
+    """The backup passphrase: --passphrase-file, else SHUZHENG_BACKUP_PASSPHRASE (never an argument: other
+    users could read it in the process list)."""
+    if args.passphrase_file:
+        try:
+            with open(args.passphrase_file, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as exc:
+            print(f"error: cannot read {args.passphrase_file}: {exc.strerror}", file=sys.stderr)
+            sys.exit(2)
+        text = text[:-1] if text.endswith("\n") else text
+        text = text[:-1] if text.endswith("\r") else text
+    else:
+        text = os.environ.get("SHUZHENG_BACKUP_PASSPHRASE", "")
+    if not text:
+        print("error: give the passphrase in SHUZHENG_BACKUP_PASSPHRASE or with --passphrase-file", file=sys.stderr)
+        sys.exit(2)
+    return text
+
+
+class _Steps:
+    """Progress lines on stderr: elapsed time and what is happening."""
+
+    def __init__(self, quiet: bool):
+        import time
+
+        self.quiet, self.time, self.start = quiet, time, time.monotonic()
+
+    def __call__(self, message: str) -> None:
+        if not self.quiet:
+            print(f"  [{self.time.monotonic() - self.start:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+
+def cmd_backup(args):
+    from django.utils.translation import gettext as _
+
+    from shuzheng.security import backup
+
+    try:
+        manifest = backup.create_backup(args.file, _passphrase(args), progress=_Steps(args.quiet))
+    except backup.BackupError as exc:
+        print(_("error: %(e)s") % {"e": exc}, file=sys.stderr)
+        sys.exit(1)
+    if args.json:
+        print(json.dumps(backup.summary_of(manifest, args.file), ensure_ascii=False))
+    else:
+        print(_("Backup written: %(file)s, %(mb).1f MiB, %(n)s files, %(t)s tables (%(r)s rows), audit trail up to "
+                "record %(seq)s; SHA-256 %(sha)s")
+              % {"file": args.file, "mb": manifest["archive_bytes"] / (1 << 20), "n": len(manifest["files"]),
+                 "t": len(manifest["tables"]), "r": sum(manifest["tables"].values()), "seq": manifest["audit"]["seq"],
+                 "sha": manifest["archive_sha256"]})
+        if not manifest["master_key_in_archive"]:
+            print(_("note: the master key comes from SHUZHENG_MASTER_KEY and is not in the archive; keep it: the "
+                    "restored keys open only with it"), file=sys.stderr)
+
+
+def _restore_preflight(args):
+    """Before the platform starts in the target (which would create files there): the target must be empty
+    and the whole archive must check out, or nothing is touched."""
+    from pathlib import Path
+
+    from shuzheng.security import backup
+
+    home = Path(os.environ.get("SHUZHENG_HOME", "var")).resolve()
+    problem = backup.home_problem(home)
+    if not problem and os.environ.get("DATABASE_URL"):
+        problem = backup.postgres_problem(os.environ["DATABASE_URL"])
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(1)
+    args.passphrase = _passphrase(args)
+    try:
+        args.verified = backup.verify_archive(args.file, args.passphrase, progress=_Steps(args.quiet))
+    except backup.BackupError as exc:
+        print(f"error: {exc}; nothing was restored", file=sys.stderr)
+        sys.exit(1)
+
+
+def cmd_restore(args):
+    from django.utils.translation import gettext as _
+
+    from shuzheng.security import backup
+
+    try:
+        summary = backup.restore_backup(args.file, args.passphrase, verified=args.verified,
+                                        progress=_Steps(args.quiet))
+    except backup.BackupError as exc:
+        print(_("error: %(e)s; nothing was restored") % {"e": exc}, file=sys.stderr)
+        sys.exit(1)
+    verdict = summary["verify"]
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False))
+    else:
+        print(_("Restored %(n)s files and %(t)s tables (%(r)s rows) in %(s).1f s; Iceberg tables: %(i)s.")
+              % {"n": summary["files"], "t": len(summary["tables"]), "r": sum(summary["tables"].values()),
+                 "s": summary["seconds"], "i": ", ".join(f"{k} @{v['snapshot_id']} ({v['rows']} rows)"
+                                                         for k, v in summary["iceberg"].items()) or "-"})
+        if verdict["intact"]:
+            print(_("audit chain intact: %(n)s records; newest signature covers record %(seq)s")
+                  % {"n": verdict["records"], "seq": verdict["signed_seq"]})
+    if not verdict["intact"]:
+        print(_("AUDIT CHAIN BROKEN at record %(seq)s: %(reason)s") % {"seq": verdict["first_bad_seq"],
+                                                                        "reason": verdict["reason"]}, file=sys.stderr)
+        sys.exit(1)
 
 
 def cmd_apikey_create(args):
@@ -285,9 +457,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_worker)
 
     audit = sub.add_parser("audit", help="the audit trail").add_subparsers(dest="audit_command", required=True)
-    p = audit.add_parser("verify", help="recompute the SM3 chain; exit 1 naming the first bad record")
+    p = audit.add_parser("verify", help="recompute the SM3 chain and check the head's SM2 signatures; exit 1 naming "
+                                        "the first bad record or signature")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--public-key", metavar="FILE", help="check the signatures against this exported public key "
+                                                        "instead of the home's")
     p.set_defaults(func=cmd_audit_verify)
+    p = audit.add_parser("sign", help="sign the chain head with the SM2 audit key now (if it moved)")
+    p.set_defaults(func=cmd_audit_sign)
+    p = audit.add_parser("public-key", help="print (or write) the SM2 public key that checks the head signatures")
+    p.add_argument("--out", metavar="FILE", help="write it to FILE")
+    p.set_defaults(func=cmd_audit_public_key)
+
+    p = sub.add_parser("backup", help="write a consistent, SM4-encrypted archive of the database, warehouse and keys")
+    p.add_argument("file", metavar="FILE", help="the archive to write (must not exist), e.g. shuzheng-20260101.szb")
+    p.add_argument("--passphrase-file", metavar="FILE", help="read the passphrase from FILE "
+                                                              "(default: SHUZHENG_BACKUP_PASSPHRASE)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_backup)
+
+    p = sub.add_parser("restore", help="rebuild an empty home (and empty database) from an archive, then verify")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--passphrase-file", metavar="FILE", help="read the passphrase from FILE "
+                                                              "(default: SHUZHENG_BACKUP_PASSPHRASE)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_restore, preflight=_restore_preflight)
 
     apikey = sub.add_parser("apikey", help="application-system API keys").add_subparsers(dest="apikey_command", required=True)
     p = apikey.add_parser("create", help="issue a key for an application system and print it once")
@@ -337,5 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if getattr(args, "preflight", None):
+        args.preflight(args)  # checks that must run before the platform starts (and writes) in its home
     _django()
     args.func(args)

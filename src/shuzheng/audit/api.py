@@ -31,6 +31,21 @@ class VerifyOut(Schema):
     first_bad_seq: int | None
     reason: str
     seconds: float
+    signatures: int = Field(description="SM2 signatures of the head checked")
+    signed_seq: int | None = Field(description="the newest signed record that checks out")
+    signed_at: str | None
+    unsigned: int = Field(description="records after the newest signature, covered by the SM3 chain only")
+    key_fingerprint: str
+
+
+class SignatureOut(Schema):
+    seq: int = Field(description="the last record the signature covers")
+    hash: str = Field(description="the SM3 chain hash at that record")
+    signed_at: dt.datetime
+    signature: str = Field(description="DER-encoded SM2 signature (hex) of "
+                                       "'shuzheng-audit-head|<seq>|<hash>|<signed_at, ISO 8601 UTC, µs>', "
+                                       "signer id 1234567812345678")
+    key_fingerprint: str
 
 
 class AuditFilter(Schema):
@@ -66,6 +81,13 @@ def export(request, filters: Query[AuditFilter]):
     response = StreamingHttpResponse(rows, content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = 'attachment; filename="audit.csv"'
     return response
+
+
+@router.get("/signatures", response=list[SignatureOut])
+@paginate(LimitOffsetPagination)
+def signatures(request):
+    """The SM2 signatures of the chain head, newest first; `shuzheng audit public-key` exports the key."""
+    return services.signatures(Actor.from_request(request))
 
 
 @router.get("/verify", response=VerifyOut)

@@ -58,3 +58,33 @@ class AuditHead(models.Model):
 
     class Meta:
         db_table = "audit_head"
+
+
+class HeadSignature(models.Model):
+    """An SM2 signature of the chain head at one moment (audit.signing): append-only, like the records.
+
+    The signed message is "shuzheng-audit-head|<seq>|<hash>|<signed_at ISO 8601, UTC, microseconds>", signed
+    with the platform's audit key and the default SM2 signer id (GB/T 32918, GB/T 35276). Whoever rewrites a
+    record and recomputes every later hash and the head row still cannot make the hash at a signed seq match
+    its signature without the private key, which lives wrapped by the master key outside the database."""
+
+    id = models.BigAutoField(primary_key=True)
+    seq = models.BigIntegerField(unique=True, help_text="the last record covered by the signature")
+    hash = models.CharField(max_length=64, help_text="the SM3 chain hash of record `seq`")
+    signed_at = models.DateTimeField()
+    signature = models.CharField(max_length=160, help_text="DER-encoded SM2 signature, hex")
+    key_fingerprint = models.CharField(max_length=16, help_text="SM3 of the public key 04||X||Y, first 8 bytes, hex")
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-seq"]
+        db_table = "audit_head_signature"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise PermissionError("audit head signatures are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionError("audit head signatures are append-only")

@@ -8,6 +8,7 @@ the chain; call it as the last step of a service to keep that lock short.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import multiprocessing
@@ -20,12 +21,14 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Iterator
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from shuzheng.audit.models import AuditHead, AuditRecord
-from shuzheng.core.crypto import new_sm3, sm3_hex
-from shuzheng.core.errors import ValidationFailed
+from shuzheng.audit import signing
+from shuzheng.audit.models import AuditHead, AuditRecord, HeadSignature
+from shuzheng.core.crypto import DecryptionError, new_sm3, sm3_hex
+from shuzheng.core.errors import Conflict, ValidationFailed
 
 GENESIS = "0" * 64
 SEP = "\x1f"
@@ -123,6 +126,13 @@ class VerifyResult:
     first_bad_seq: int | None = None
     reason: str = ""
     seconds: float = 0.0
+    # The SM2 signatures of the head (see sign_head): how many were checked, the newest signed position,
+    # and how many records after it are covered by the chain only.
+    signatures: int = 0
+    signed_seq: int | None = None
+    signed_at: str | None = None
+    unsigned: int = 0
+    key_fingerprint: str = ""
 
     def as_dict(self) -> dict:
         return {
@@ -131,6 +141,11 @@ class VerifyResult:
             "first_bad_seq": self.first_bad_seq,
             "reason": self.reason,
             "seconds": round(self.seconds, 3),
+            "signatures": self.signatures,
+            "signed_seq": self.signed_seq,
+            "signed_at": self.signed_at,
+            "unsigned": self.unsigned,
+            "key_fingerprint": self.key_fingerprint,
         }
 
 
@@ -238,9 +253,9 @@ def _check_range_in_worker(bounds: tuple[int, int]) -> tuple[int, int | None, st
         connection.close()
 
 
-def _pool_size(last_seq: int) -> int:
+def _pool_size(last_seq: int, minimum: int = VERIFY_PARALLEL_MIN) -> int:
     """How many processes to verify with; 0 means check in this process, on this connection."""
-    if last_seq == 0 or last_seq < VERIFY_PARALLEL_MIN:
+    if last_seq == 0 or last_seq < minimum:
         return 0
     # Workers use their own connections, so they would not see this transaction's uncommitted records
     # (or an in-memory database). Forking a multi-threaded process (a threaded web server) is unsafe, and a
@@ -267,8 +282,18 @@ def _combine_ranges(results) -> tuple[int, int | None, str, str]:
     return count, None, "", prev
 
 
-def verify() -> VerifyResult:
-    """Recompute the whole chain. Reports the first record whose hash, position or head does not agree."""
+def verify(public_key: bytes | None = None) -> VerifyResult:
+    """Recompute the whole chain, then check every SM2 signature of its head against `public_key` (default:
+    the home's audit key). Reports the first record whose hash, position or head does not agree, or the
+    first signature that is invalid or no longer matches the recomputed chain."""
+    start = time.perf_counter()
+    result = _verify_chain()
+    _check_signatures(result, public_key)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _verify_chain() -> VerifyResult:
     start = time.perf_counter()
     with connection.cursor() as cur:
         # The head and the last seq in one statement, so both describe the same moment; records appended
@@ -310,7 +335,171 @@ def verify() -> VerifyResult:
             % {"head": head_seq, "hh": head_hash[:12], "n": count, "th": prev[:12]},
             time.perf_counter() - start,
         )
-    return VerifyResult(True, count, None, "", time.perf_counter() - start)
+    result = VerifyResult(True, count, None, "", time.perf_counter() - start)
+    result.unsigned = count
+    return result
+
+
+# ---- SM2 signatures of the head ----
+#
+# sign_head() signs the head's (seq, hash) every five minutes when it moved (audit.tasks) and on demand
+# (`shuzheng audit sign`). Before signing it checks the records since the previous signature: that the
+# stored hash at the previous signed seq is still the signed one, and that the records after it chain onto
+# it up to the head. So a rewritten history is never signed over. verify() then checks every signature:
+# valid under the public key, and its (seq, hash) equal to the recomputed chain's hash at that seq. Someone
+# who edits a record and recomputes every later hash and the head row cannot fix the signatures without the
+# private key. Signatures are themselves no audit records: recording one would move the head and make the
+# next signature due, forever.
+
+SIGNATURE_BATCH = 2000
+SIGNATURE_PARALLEL_MIN = 4000  # SM2 verification runs at about 1000 a second a core
+
+
+class SigningRefused(Conflict):
+    """The chain since the last signature does not check out, or no key can sign: nothing was signed."""
+
+
+def _signature_reason_at(seq: int, signed_at, text: str) -> str:
+    return _("the signature of the head at record %(seq)s (signed %(at)s) %(problem)s") % {
+        "seq": seq, "at": signing.signed_at_text(signed_at), "problem": text}
+
+
+def sign_head() -> HeadSignature | None:
+    """Signs the chain head if it moved since the last signature; returns the new signature, or None when
+    there was nothing new to sign. Raises SigningRefused when the records since the last signature do not
+    chain onto it (the chain was edited), or when the key cannot be opened."""
+    try:
+        key = signing.keypair()
+    except (signing.SigningKeyError, DecryptionError) as exc:
+        raise SigningRefused(_("The audit signing key cannot be used: %(e)s") % {"e": exc}) from exc
+    last = HeadSignature.objects.order_by("-seq").first()
+    with connection.cursor() as cur:
+        cur.execute("SELECT seq, hash FROM audit_head WHERE id = 1")
+        row = cur.fetchone()
+    head_seq, head_hash = row if row else (0, GENESIS)
+    if last is not None and last.seq > head_seq:
+        raise SigningRefused(_signature_reason_at(last.seq, last.signed_at, _(
+            "lies beyond the chain head (record %(head)s): records were removed") % {"head": head_seq}))
+    if head_seq == 0 or (last is not None and last.seq == head_seq):
+        return None
+    lo = 0
+    if last is not None:
+        if last.key_fingerprint != key.fingerprint or not signing.valid(key.public, last.seq, last.hash,
+                                                                        last.signed_at, last.signature):
+            raise SigningRefused(_signature_reason_at(last.seq, last.signed_at, _("is not valid under this key")))
+        stored = AuditRecord.objects.filter(seq=last.seq).values_list("hash", flat=True).first()
+        if stored != last.hash:
+            raise SigningRefused(_signature_reason_at(
+                last.seq, last.signed_at, _("no longer matches the chain: the trail was rewritten")))
+        lo = last.seq
+    with connection.cursor() as cur:
+        _passed, bad, reason, prev = _check_range(cur, lo, head_seq)
+    if bad is not None:
+        raise SigningRefused(reason)
+    if prev != head_hash:
+        raise SigningRefused(_("the chain head does not match record %(seq)s") % {"seq": head_seq})
+    signed_at = timezone.now().astimezone(dt.timezone.utc)
+    signature = signing.sign(key, head_seq, head_hash, signed_at)
+    try:
+        with transaction.atomic():
+            made = HeadSignature.objects.create(seq=head_seq, hash=head_hash, signed_at=signed_at,
+                                                signature=signature, key_fingerprint=key.fingerprint)
+    except IntegrityError:
+        return None  # another signer signed this head at the same moment
+    transaction.on_commit(lambda: signing.write_witness(head_seq, head_hash, signed_at, signature))
+    return made
+
+
+def _sm2_batch(items: list[tuple]) -> list[int]:
+    """Pool task: the seqs whose signature is not valid; items are (public, seq, hash, signed_at, sig)."""
+    return [item[1] for item in items if not signing.valid(*item)]
+
+
+def _invalid_signatures(items: list[tuple]) -> set[int]:
+    workers = _pool_size(len(items), SIGNATURE_PARALLEL_MIN)
+    if not workers:
+        return set(_sm2_batch(items))
+    size = -(-len(items) // (workers * 4))
+    batches = [items[i:i + size] for i in range(0, len(items), size)]
+    connection.close()
+    with ProcessPoolExecutor(workers, multiprocessing.get_context("fork"), _worker_init) as pool:
+        return {seq for bad in pool.map(_sm2_batch, batches) for seq in bad}
+
+
+def _check_signatures(result: VerifyResult, public_key: bytes | None) -> None:
+    """Adds the signatures' verdict to a chain verification. Each signature must be valid under the key and
+    name a record that is still in the trail; where the chain walk confirmed the stored hashes (all of the
+    trail when it is intact, else up to the first bad record) its hash must be the chain's hash there. The
+    newest signature kept outside the database (the witness) must be in the database. Signatures of records
+    appended after the walk started are left for the next verification."""
+    walked = result.records if result.intact else max(0, (result.first_bad_seq or 1) - 1)
+    key_problem = ""
+    if public_key is None:
+        try:
+            public_key = signing.home_public_key()
+        except signing.SigningKeyError as exc:
+            key_problem = str(exc)
+        else:
+            if public_key is None:
+                key_problem = _("this home has no audit signing key (keys/audit-sm2.key); give the public key")
+    fp = signing.fingerprint(public_key) if public_key is not None else ""
+    result.key_fingerprint = fp
+    rows = []  # (seq, hash, signed_at, signature, key fingerprint, the trail's stored hash at seq or None)
+    after = 0
+    while True:
+        batch = list(HeadSignature.objects.filter(seq__gt=after).order_by("seq")
+                     .values_list("seq", "hash", "signed_at", "signature", "key_fingerprint")[:SIGNATURE_BATCH])
+        if not batch:
+            break
+        after = batch[-1][0]
+        stored = dict(AuditRecord.objects.filter(seq__in=[b[0] for b in batch]).values_list("seq", "hash"))
+        for row in batch:
+            if result.intact and row[0] > result.records and row[0] in stored:
+                continue  # a record appended while the chain was walked: the next verification checks it
+            rows.append((*row, stored.get(row[0])))
+    checkable = [(public_key, seq, digest, at, sig) for seq, digest, at, sig, key_fp, _stored in rows
+                 if public_key is not None and key_fp == fp]
+    invalid = _invalid_signatures(checkable) if checkable else set()
+    problems: list[tuple[int, str]] = []  # (seq, reason); the first in seq order is reported
+    good = []
+    for seq, digest, signed_at, _sig, key_fp, stored in rows:
+        if stored is None:
+            problem = _("covers record %(seq)s, which is no longer in the trail: records were removed") % {
+                "seq": seq}
+        elif public_key is None:
+            problem = _("cannot be checked: %(why)s") % {"why": key_problem}
+        elif key_fp != fp:
+            problem = _("was made with key %(theirs)s, not with key %(ours)s") % {"theirs": key_fp, "ours": fp}
+        elif seq in invalid:
+            problem = _("is not a valid SM2 signature under key %(fp)s") % {"fp": fp}
+        elif seq <= walked and stored != digest:
+            problem = _("does not match the recomputed chain: a record up to No. %(seq)s was altered and the "
+                        "hashes after it recomputed") % {"seq": seq}
+        else:
+            if seq <= walked:
+                good.append((seq, signed_at))
+            continue
+        problems.append((seq, _signature_reason_at(seq, signed_at, problem)))
+    witness = signing.read_witness()
+    if witness is not None and witness.get("damaged"):
+        problems.append((0, _("the signature witness keys/%(file)s is damaged") % {"file": signing.WITNESS_FILE}))
+    elif witness is not None and not HeadSignature.objects.filter(seq=witness["seq"],
+                                                                  signature=witness["signature"]).exists():
+        problems.append((witness["seq"], _(
+            "the newest signature (record %(seq)s, signed %(at)s, also kept in keys/%(file)s outside the "
+            "database) is missing from the database: signatures were deleted") % {
+            "seq": witness["seq"], "at": witness["signed_at"], "file": signing.WITNESS_FILE}))
+    result.signatures = len(rows)
+    if good:
+        result.signed_seq, result.signed_at = good[-1][0], signing.signed_at_text(good[-1][1])
+    result.unsigned = max(0, result.records - (result.signed_seq or 0)) if result.intact else 0
+    if problems and result.intact:
+        seq, reason = min(problems, key=lambda p: p[0])
+        result.intact, result.first_bad_seq, result.reason = False, seq, reason
+
+
+def latest_signature() -> HeadSignature | None:
+    return HeadSignature.objects.order_by("-seq").first()
 
 
 # ---- reading: only audit administrators (checked by the caller through org.services.authz) ----
@@ -388,6 +577,17 @@ def export(actor, query: AuditQuery) -> Iterator[str]:
         record(actor, "audit.export", object_type="audit.auditrecord",
                summary={k: v for k, v in vars(query).items() if v not in ("", None)})
     return export_csv(qs)
+
+
+def signatures(actor):
+    """The head's signatures, newest first (audit administrators only)."""
+    _require_auditor(actor)
+    return HeadSignature.objects.order_by("-seq")
+
+
+def last_signature_as(actor) -> HeadSignature | None:
+    _require_auditor(actor)
+    return latest_signature()
 
 
 def verify_as(actor) -> VerifyResult:

@@ -67,8 +67,8 @@ def _require_auditor(actor: Actor) -> None:
         raise PermissionDenied
 
 
-def _page_context(form, page=None, query="", can_export=False) -> dict:
-    return {"form": form, "page": page, "query": query, "can_export": can_export}
+def _page_context(form, page=None, query="", can_export=False, signature=None) -> dict:
+    return {"form": form, "page": page, "query": query, "can_export": can_export, "signature": signature}
 
 
 @login_required
@@ -84,7 +84,8 @@ def audit_view(request):
         show_form_error(form, exc)
         return render(request, "audit/audit.html", _page_context(form))
     return render(request, "audit/audit.html",
-                  _page_context(form, page_of(request, records), query_without_page(request), True))
+                  _page_context(form, page_of(request, records), query_without_page(request), True,
+                                services.last_signature_as(actor)))
 
 
 @never_cache

@@ -24,6 +24,7 @@ from shuzheng.catalog.models import (
     ResourceVersion,
     SharingMethod,
     SharingType,
+    Subject,
     UpdateCycle,
 )
 from shuzheng.org.services import Actor
@@ -47,8 +48,34 @@ class ItemOut(Schema):
     element: str | None
     element_name: str | None
     level: str
+    subject: str = Field(..., description="data category: personal, legal_entity, public_affairs or other")
+    sensitive_personal: bool
+    domestic_only: bool
     authoritative: bool
     source: str | None = Field(None, description="the element's authoritative resource, when this item is a copy")
+
+
+class FindingOut(Schema):
+    item: str
+    kind: str = Field(..., description="id_number, credit_code, bank_card, mobile, email, plate, name or address")
+    share: float = Field(..., description="share of the sampled non-null values that are of this kind")
+    sampled: int
+    matched: int
+    declared_subject: str
+    declared_level: str
+    declared_sensitive: bool
+    implied_subject: str
+    implied_level: str
+    implied_sensitive: bool
+    flagged: bool = Field(..., description="the data shows more than the item declares")
+    load_id: str
+    created_at: dt.datetime
+    resolved_at: dt.datetime | None
+    resolution: str
+
+    @staticmethod
+    def resolve_load_id(obj):
+        return str(obj.load_id)
 
 
 class MountOut(Schema):
@@ -93,7 +120,9 @@ class ResourceOut(ResourceSummary):
     time_coverage_start: dt.date | None
     time_coverage_end: dt.date | None
     related_codes: list[str]
+    domestic_only: bool = Field(..., description="export control (出境): domestic destinations only")
     items: list[ItemOut]
+    findings: list[FindingOut] = Field([], description="discovery findings (the department and reviewers only)")
     mount: MountOut | None
     published_version: int | None
     pending: VersionRef | None
@@ -122,6 +151,9 @@ class ItemIn(Schema):
     is_key: bool = False
     element: str | None = Field(None, description="data element identifier, e.g. DE00001")
     level: Level | None = Field(None, description="defaults to the data element's level")
+    subject: Subject | None = Field(None, description="data category; defaults to the data element's, else other")
+    sensitive_personal: bool = Field(False, description="敏感个人信息: personal items only, at least important")
+    domestic_only: bool = Field(False, description="export control (出境): domestic destinations only")
     authoritative: bool = Field(False, description="this resource is the element's authoritative source")
 
 
@@ -145,6 +177,7 @@ class ResourceIn(Schema):
     time_coverage_start: dt.date | None = None
     time_coverage_end: dt.date | None = None
     related_codes: list[str] = Field([], max_length=100)
+    domestic_only: bool = Field(False, description="export control (出境): domestic destinations only")
     items: list[ItemIn] = Field(..., max_length=500)
 
 
@@ -210,6 +243,7 @@ class ElementOut(Schema):
     value_domain: str
     code_table: str | None = Field(None, alias="code_table.code")
     level: str
+    subject: str
     authoritative: str | None = Field(None, description="code of the authoritative source, when you may see it")
 
     @staticmethod
@@ -225,6 +259,7 @@ class ElementIn(Schema):
     value_domain: str = Field("", max_length=200)
     code_table: str | None = None
     level: Level = Level.GENERAL
+    subject: Subject | None = Field(None, description="data category; kept when an update omits it, else other")
 
 
 class CodeValueOut(Schema):
@@ -325,17 +360,19 @@ def detail_of(actor: Actor, resource: Resource, version: ResourceVersion) -> dic
         items.append({
             "name": item.name, "data_type": item.data_type, "length": item.length, "nullable": item.nullable,
             "is_key": item.is_key, "element": element.identifier if element else None,
-            "element_name": element.name if element else None, "level": item.level,
+            "element_name": element.name if element else None, "level": item.level, "subject": item.subject,
+            "sensitive_personal": item.sensitive_personal, "domestic_only": item.domestic_only,
             "authoritative": item.authoritative, "source": source if source != resource.code else None,
         })
     return {
         **summary_of(resource, version),
         **{name: getattr(version, name) for name in (
             "sharing_conditions", "sharing_basis", "sharing_methods", "open_conditions", "keywords",
-            "spatial_coverage", "time_coverage_start", "time_coverage_end", "related_codes")},
+            "spatial_coverage", "time_coverage_start", "time_coverage_end", "related_codes", "domestic_only")},
         "owner": _ref(version.owner), "manager": _ref(version.manager),
         "steward": version.steward.username if version.steward_id else None,
         "items": items,
+        "findings": services.list_findings(actor, resource),
         "mount": {"kind": resource.mount_kind, "target": resource.mount_target, "mounted_at": resource.mounted_at}
         if resource.is_mounted else None,
         "published_version": resource.published.number if resource.published_id else None,

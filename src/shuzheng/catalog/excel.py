@@ -47,6 +47,7 @@ from shuzheng.catalog.models import (
     SharingMethod,
     SharingType,
     Status,
+    Subject,
     UpdateCycle,
 )
 from shuzheng.core.errors import FieldError, Forbidden, ServiceError, ValidationFailed
@@ -111,6 +112,12 @@ LEVEL_LABELS = {
     Level.IMPORTANT: ("重要", "重要数据"),
     Level.CORE: ("核心", "核心数据"),
 }
+SUBJECT_LABELS = {
+    Subject.PERSONAL: ("个人", "个人信息", "个人数据"),
+    Subject.LEGAL_ENTITY: ("法人", "法人信息", "法人数据", "企业"),
+    Subject.PUBLIC_AFFAIRS: ("公共事务", "公共事务数据"),
+    Subject.OTHER: ("其他", "其它"),
+}
 TYPE_LABELS = {
     DataType.STRING: ("字符型", "字符串", "文本"),
     DataType.INTEGER: ("整型", "整数"),
@@ -154,6 +161,7 @@ CHOICES = {
     "update_cycle": (_lookup(CYCLE_LABELS, UpdateCycle), CYCLE_LABELS),
     "level": (_lookup(LEVEL_LABELS, Level), LEVEL_LABELS),
     "data_type": (_lookup(TYPE_LABELS, DataType), TYPE_LABELS),
+    "subject": (_lookup(SUBJECT_LABELS, Subject), SUBJECT_LABELS),
     "sharing_methods": (_lookup(METHOD_LABELS, SharingMethod), METHOD_LABELS),
 }
 
@@ -202,6 +210,7 @@ RESOURCE_COLUMNS = (
     Column("时间范围起", "time_coverage_start", 12, "日期，或 YYYY-MM-DD 文本"),
     Column("时间范围止", "time_coverage_end", 12, "日期，或 YYYY-MM-DD 文本"),
     Column("关联资源代码", "related_codes", 22, "已登记资源的代码，以、，；或空格分隔"),
+    Column("不得出境", "domestic_only", 10, "是、否：数据只能发往境内（白名单内）地址；空为否"),
     Column("发布日期", "published_at", 12, "仅导出", export_only=True),
     Column("状态", "status", 8, "仅导出：" + "、".join(STATUS_LABELS.values()), export_only=True),
     Column("挂接", "mount", 24, "仅导出：挂接方式与位置", export_only=True),
@@ -216,6 +225,9 @@ ITEM_COLUMNS = (
     Column("数据元", "element", 22, "数据元标识符（如 DE00001）或名称，可空"),
     Column("分级", "level", 8, _first_labels(LEVEL_LABELS) + "；空则取数据元分级，否则为一般"),
     Column("权威来源", "authoritative", 10, "是、否：本资源是该数据元的权威来源（一数一源）；空为否"),
+    Column("数据类别", "subject", 10, _first_labels(SUBJECT_LABELS) + "；空则取数据元类别，否则为其他"),
+    Column("敏感个人信息", "sensitive_personal", 12, "是、否：仅个人信息可选，分级至少为重要；空为否"),
+    Column("不得出境", "domestic_only", 10, "是、否：该信息项只能发往境内（白名单内）地址；空为否"),
 )
 RESOURCE_BY_KEY = {c.key: c for c in RESOURCE_COLUMNS}
 ITEM_BY_KEY = {c.key: c for c in ITEM_COLUMNS}
@@ -615,6 +627,10 @@ def _resource_rows(actor: Actor, sheet: Sheet, lookups: _Lookups, problems: list
             data[key], error = _date(sheet.value(values, key))
             if error:
                 problem(key, error)
+        answer, error = _yes_no(sheet.value(values, "domestic_only"))
+        if error:
+            problem("domestic_only", error)
+        data["domestic_only"] = bool(answer)
         for key in ("owner", "manager"):
             text = _text(sheet.value(values, key))
             org = lookups.org(text) if text else None
@@ -678,14 +694,14 @@ def _attach_items(sheet: Sheet, rows: list[ResourceRow], lookups: _Lookups, prob
             if isinstance(raw, str) and "\x00" in raw:
                 problem(key, _("Null characters are not allowed."))
         bad: set[str] = set()
-        for key in ("data_type", "level"):
+        for key in ("data_type", "level", "subject"):
             item[key], error = _choice(key, sheet.value(values, key))
             if error:
                 problem(key, error)
                 bad.add(key)
         length = sheet.value(values, "length")
         item["length"] = _text(length) if length is not None else None
-        for key in ("nullable", "is_key", "authoritative"):
+        for key in ("nullable", "is_key", "authoritative", "sensitive_personal", "domestic_only"):
             answer, error = _yes_no(sheet.value(values, key))
             if error:
                 problem(key, error)
@@ -858,6 +874,7 @@ def _write(rows: list[tuple[Resource, ResourceVersion]], items: dict[int, list[D
             "time_coverage_start": date_cell(resources_ws, version.time_coverage_start),
             "time_coverage_end": date_cell(resources_ws, version.time_coverage_end),
             "related_codes": "、".join(version.related_codes),
+            "domestic_only": YES if version.domestic_only else NO,
             "published_at": date_cell(resources_ws, published),
             "status": STATUS_LABELS.get(version.status, version.status), "mount": mount,
         }
@@ -868,7 +885,8 @@ def _write(rows: list[tuple[Resource, ResourceVersion]], items: dict[int, list[D
                 seq, _safe(item.name), _label(TYPE_LABELS, item.data_type), item.length,
                 YES if item.nullable else NO, YES if item.is_key else NO,
                 _safe(item.element.identifier) if item.element_id else None, _label(LEVEL_LABELS, item.level),
-                YES if item.authoritative else NO,
+                YES if item.authoritative else NO, _label(SUBJECT_LABELS, item.subject),
+                YES if item.sensitive_personal else NO, YES if item.domestic_only else NO,
             ])
     items_ws = sheet(ITEM_SHEET, ITEM_COLUMNS)
     for values in item_rows:
@@ -883,7 +901,7 @@ def _write_help(workbook, bold, fill) -> None:
     from openpyxl.cell import WriteOnlyCell
 
     ws = workbook.create_sheet(HELP_SHEET)
-    for letter, width in zip("ABCD", (16, 16, 60, 60)):
+    for letter, width in zip("ABCDE", (16, 16, 60, 60, 12)):
         ws.column_dimensions[letter].width = width
 
     def heading(*titles):
@@ -906,7 +924,8 @@ def _write_help(workbook, bold, fill) -> None:
     for code, name in Category.objects.values_list("code", "name").order_by("code"):
         ws.append([code, _safe(name)])
     ws.append([])
-    heading("数据元标识符", "名称", "数据类型", "分级")
-    for identifier, name, data_type, level in DataElement.objects.values_list(
-            "identifier", "name", "data_type", "level").order_by("identifier"):
-        ws.append([identifier, _safe(name), _label(TYPE_LABELS, data_type), _label(LEVEL_LABELS, level)])
+    heading("数据元标识符", "名称", "数据类型", "分级", "数据类别")
+    for identifier, name, data_type, level, subject in DataElement.objects.values_list(
+            "identifier", "name", "data_type", "level", "subject").order_by("identifier"):
+        ws.append([identifier, _safe(name), _label(TYPE_LABELS, data_type), _label(LEVEL_LABELS, level),
+                   _label(SUBJECT_LABELS, subject)])

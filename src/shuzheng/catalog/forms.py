@@ -20,6 +20,7 @@ from shuzheng.catalog.models import (
     OpenType,
     SharingMethod,
     SharingType,
+    Subject,
     UpdateCycle,
 )
 from shuzheng.org.forms import organization_choices
@@ -118,6 +119,9 @@ class ResourceForm(forms.Form):
     open_conditions = forms.CharField(label=_("Open conditions"), required=False, max_length=2000,
                                       widget=forms.Textarea(attrs={"rows": 2}),
                                       help_text=_("Required for conditional opening."))
+    domestic_only = forms.BooleanField(label=_("Domestic only (不得出境)"), required=False,
+                                       help_text=_("Webhooks and downloads of its data go only to destinations on "
+                                                   "the domestic allow-list."))
     update_cycle = _ServiceChoiceField(label=_("Update cycle"), choices=_blank("—") + list(UpdateCycle.choices))
     level = _ServiceChoiceField(label=_("Classification level (GB/T 43697)"), required=False,
                                 choices=_blank(_("The highest level of its items")) + list(Level.choices),
@@ -170,9 +174,15 @@ class ItemForm(forms.Form):
     element = _ServiceChoiceField(label=_("Data element"), required=False)
     level = _ServiceChoiceField(label=_("Sensitivity level"), required=False,
                                 choices=_blank(_("As the element")) + list(Level.choices))
+    subject = _ServiceChoiceField(label=_("Data category"), required=False,
+                                  choices=_blank(_("As the element")) + list(Subject.choices))
+    # Not "…information": a label containing "format" would answer to the Format field's name too.
+    sensitive_personal = forms.BooleanField(label=_("Sensitive personal data (敏感个人信息)"), required=False)
+    domestic_only = forms.BooleanField(label=_("Domestic only"), required=False)
     authoritative = forms.BooleanField(label=_("Authoritative source"), required=False)
 
-    FIELDS = ("name", "data_type", "length", "nullable", "is_key", "element", "level", "authoritative")
+    FIELDS = ("name", "data_type", "length", "nullable", "is_key", "element", "level", "subject",
+              "sensitive_personal", "domestic_only", "authoritative")
 
     def __init__(self, *args, elements=(), **kwargs):
         super().__init__(*args, **kwargs)
@@ -181,13 +191,14 @@ class ItemForm(forms.Form):
     def is_blank(self) -> bool:
         data = self.cleaned_data
         return not any(data.get(n) for n in ("name", "data_type", "length", "is_key", "element", "level",
-                                             "authoritative"))
+                                             "subject", "sensitive_personal", "domestic_only", "authoritative"))
 
     def service_item(self) -> dict:
         data = self.cleaned_data
         return {"name": data["name"].strip(), "data_type": data["data_type"], "length": data["length"].strip(),
                 "nullable": data["nullable"], "is_key": data["is_key"], "element": data["element"],
-                "level": data["level"], "authoritative": data["authoritative"]}
+                "level": data["level"], "subject": data["subject"], "sensitive_personal": data["sensitive_personal"],
+                "domestic_only": data["domestic_only"], "authoritative": data["authoritative"]}
 
 
 # All rows are "extra" as far as validation goes: nothing in a row is required, blank rows are skipped.
@@ -255,6 +266,8 @@ class ElementForm(forms.Form):
                                    help_text=_("The values allowed, in words, e.g. the standard they follow."))
     code_table = _ServiceChoiceField(label=_("Code table"), required=False)
     level = _ServiceChoiceField(label=_("Sensitivity level"), choices=list(Level.choices), initial=Level.GENERAL)
+    subject = _ServiceChoiceField(label=_("Data category"), required=False, choices=list(Subject.choices),
+                                  initial=Subject.OTHER)
 
     def __init__(self, *args, code_tables=(), editing=False, **kwargs):
         super().__init__(*args, **kwargs)

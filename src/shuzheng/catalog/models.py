@@ -29,6 +29,16 @@ class Level(models.TextChoices):
 LEVEL_RANK = {Level.GENERAL: 0, Level.IMPORTANT: 1, Level.CORE: 2}
 
 
+class Subject(models.TextChoices):
+    """GB/T 43697 data category by whom the data is about (数据分类). Ordered from the least to the most
+    protected, as security.policy's "subjects" key ranks them."""
+
+    OTHER = "other", _("Other (其他)")
+    PUBLIC_AFFAIRS = "public_affairs", _("Public affairs (公共事务)")
+    LEGAL_ENTITY = "legal_entity", _("Legal entity (法人)")
+    PERSONAL = "personal", _("Personal (个人)")
+
+
 class Kind(models.TextChoices):
     """The guide's first classification digit (类)."""
 
@@ -127,6 +137,8 @@ class DataElement(BaseModel):
     code_table = models.ForeignKey(CodeTable, null=True, blank=True, on_delete=models.PROTECT,
                                    related_name="elements")
     level = models.CharField(_("level"), max_length=10, choices=Level.choices, default=Level.GENERAL)
+    # The category an item carrying this element gets unless it says otherwise.
+    subject = models.CharField(_("data category"), max_length=16, choices=Subject.choices, default=Subject.OTHER)
     authoritative = models.ForeignKey("Resource", null=True, blank=True, on_delete=models.PROTECT,
                                       related_name="authoritative_elements")
 
@@ -262,6 +274,8 @@ class ResourceVersion(BaseModel):
     time_coverage_start = models.DateField(_("time coverage from"), null=True, blank=True)
     time_coverage_end = models.DateField(_("time coverage to"), null=True, blank=True)
     related_codes = models.JSONField(_("related resource codes"), default=list, blank=True)
+    # Export control (出境): the data may go only to destinations on the domestic allow-list.
+    domestic_only = models.BooleanField(_("domestic only (不得出境)"), default=False)
 
     published_at = models.DateTimeField(_("publish date"), null=True, blank=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
@@ -295,12 +309,68 @@ class DataItem(models.Model):
     element = models.ForeignKey(DataElement, null=True, blank=True, on_delete=models.PROTECT,
                                 related_name="items", verbose_name=_("data element"))
     level = models.CharField(_("sensitivity level"), max_length=10, choices=Level.choices, default=Level.GENERAL)
+    subject = models.CharField(_("data category"), max_length=16, choices=Subject.choices, default=Subject.OTHER)
+    # 敏感个人信息 (PIPL art. 28): only for personal items, and at least important.
+    sensitive_personal = models.BooleanField(_("sensitive personal information"), default=False)
+    domestic_only = models.BooleanField(_("domestic only (不得出境)"), default=False)
     # This resource claims to be the element's authoritative source (一数一源).
     authoritative = models.BooleanField(_("authoritative source"), default=False)
 
     class Meta:
         ordering = ["version", "position"]
         constraints = [models.UniqueConstraint(fields=["version", "name"], name="item_name_unique")]
+
+
+DISCOVERY_KINDS = {
+    "id_number": _("citizen ID numbers"),
+    "credit_code": _("unified social credit codes"),
+    "bank_card": _("bank card numbers"),
+    "mobile": _("mobile numbers"),
+    "email": _("e-mail addresses"),
+    "plate": _("vehicle plates"),
+    "name": _("personal names"),
+    "address": _("addresses"),
+}
+
+
+class DiscoveryFinding(BaseModel):
+    """What a load's data showed about one item (security.discovery): the kind of values most of a column's
+    sampled values are, and the category and level that implies. `flagged` findings (the data shows more
+    than the item declares) block publishing and opening the resource until a published version declares
+    the item at least that high (`resolved_at`)."""
+
+    resource = models.ForeignKey(Resource, on_delete=models.CASCADE, related_name="findings")
+    version = models.ForeignKey(ResourceVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    load_id = models.UUIDField(db_index=True)
+    item = models.CharField(_("data item"), max_length=100)
+    kind = models.CharField(_("kind of data"), max_length=20)
+    share = models.FloatField(_("share of sampled values"))
+    sampled = models.PositiveIntegerField(_("values sampled"))
+    matched = models.PositiveIntegerField(_("values matching"))
+    declared_subject = models.CharField(max_length=16, choices=Subject.choices)
+    declared_level = models.CharField(max_length=10, choices=Level.choices)
+    declared_sensitive = models.BooleanField(default=False)
+    implied_subject = models.CharField(max_length=16, choices=Subject.choices)
+    implied_level = models.CharField(max_length=10, choices=Level.choices)
+    implied_sensitive = models.BooleanField(default=False)
+    flagged = models.BooleanField(default=False)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "item"]
+        indexes = [models.Index(fields=["resource", "resolved_at"])]
+
+    def __str__(self):
+        return f"{self.resource_id} {self.item}: {self.kind}"
+
+    @property
+    def kind_label(self) -> str:
+        return str(DISCOVERY_KINDS.get(self.kind, self.kind))
+
+    @property
+    def percent(self) -> str:
+        return f"{self.share * 100:.0f}"
 
 
 class ReviewEvent(models.Model):

@@ -20,6 +20,7 @@ from django.utils.translation import gettext as _
 from shuzheng.audit import services as audit
 from shuzheng.catalog import search
 from shuzheng.catalog.models import (
+    DISCOVERY_KINDS,
     EDITABLE,
     LEVEL_RANK,
     Category,
@@ -28,6 +29,7 @@ from shuzheng.catalog.models import (
     DataElement,
     DataItem,
     DataType,
+    DiscoveryFinding,
     Format,
     Kind,
     Level,
@@ -39,6 +41,7 @@ from shuzheng.catalog.models import (
     SharingMethod,
     SharingType,
     Status,
+    Subject,
     UpdateCycle,
 )
 from shuzheng.core.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
@@ -181,14 +184,15 @@ def find_element(identifier: str) -> DataElement:
     return element
 
 
-ELEMENT_FIELDS = ("identifier", "name", "definition", "data_type", "format", "value_domain", "code_table", "level")
+ELEMENT_FIELDS = ("identifier", "name", "definition", "data_type", "format", "value_domain", "code_table", "level",
+                  "subject")
 
 
 def save_element(actor: Actor, data: dict, new: bool = False) -> DataElement:
     """Creates or updates a data element; with `new`, an existing identifier is an error, not an update."""
     authz.require(actor, Perm.STANDARD_MANAGE)
     errors = _missing(data, ["identifier", "name", "definition", "data_type"])
-    errors += _choice(data, "data_type", DataType) + _choice(data, "level", Level)
+    errors += _choice(data, "data_type", DataType) + _choice(data, "level", Level) + _choice(data, "subject", Subject)
     if data.get("identifier") and not re.fullmatch(r"[A-Z]{2}[0-9A-Z.]{1,18}", str(data["identifier"])):
         errors.append(FieldError("identifier", _("Use capital letters and digits, e.g. DE00001.")))
     table = None
@@ -208,6 +212,8 @@ def save_element(actor: Actor, data: dict, new: bool = False) -> DataElement:
         for name in ("name", "definition", "data_type", "format", "value_domain"):
             setattr(element, name, str(data.get(name) or "").strip())
         element.level = data.get("level") or Level.GENERAL
+        # An edit that does not name the category keeps it (never declassified by omission).
+        element.subject = data.get("subject") or element.subject or Subject.OTHER
         element.code_table = table
         after = {f: _element_value(element, f) for f in ELEMENT_FIELDS}
         if not creating and before == after:
@@ -369,7 +375,8 @@ def available_actions(actor: Actor, resource: Resource) -> dict[str, bool]:
     return {
         "edit": state in EDITABLE and can_edit,
         "submit": state in EDITABLE and can_submit,
-        "review": state == Status.SUBMITTED and can_review,
+        # An approved version can still be returned before it is published.
+        "review": state in (Status.SUBMITTED, Status.APPROVED) and can_review,
         "publish": state == Status.APPROVED and can_review,
         "revise": published and not resource.pending_id and can_edit,
         "deprecate": published and (can_review or can_submit),
@@ -395,9 +402,10 @@ def items_of(version: ResourceVersion) -> QuerySet:
 VERSION_FIELDS = (
     "name", "summary", "format", "sharing_type", "sharing_conditions", "sharing_basis", "sharing_methods",
     "open_type", "open_conditions", "update_cycle", "level", "owner", "manager", "steward", "keywords",
-    "spatial_coverage", "time_coverage_start", "time_coverage_end", "related_codes",
+    "spatial_coverage", "time_coverage_start", "time_coverage_end", "related_codes", "domestic_only",
 )
-ITEM_FIELDS = ("name", "data_type", "length", "nullable", "is_key", "element", "level", "authoritative")
+ITEM_FIELDS = ("name", "data_type", "length", "nullable", "is_key", "element", "level", "authoritative", "subject",
+               "sensitive_personal", "domestic_only")
 REQUIRED = ("name", "summary", "format", "sharing_type", "open_type", "update_cycle")
 
 
@@ -447,14 +455,17 @@ def update_draft(actor: Actor, code: str, data: dict) -> ResourceVersion:
         before = snapshot(version)
         values, items, errors = _validated(data, resource.provider, resource=resource)
         _raise(errors)
-        _write_version(version, values, items)
-        changes = compare(before, snapshot(version))
-        if changes["fields"] or changes["items"]:
-            if not resource.published_id:
-                search.index(resource)
-            audit.record(actor, "catalog.resource_update", resource,
-                         summary={"code": resource.code, "version": version.number, "changes": changes})
-    return version
+        refused = _opening_refusal(resource, values, items)
+        if not refused:
+            _write_version(version, values, items)
+            changes = compare(before, snapshot(version))
+            if changes["fields"] or changes["items"]:
+                if not resource.published_id:
+                    search.index(resource)
+                audit.record(actor, "catalog.resource_update", resource,
+                             summary={"code": resource.code, "version": version.number, "changes": changes})
+            return version
+    _refuse_for_findings(actor, resource, version, refused, "open")
 
 
 def start_revision(actor: Actor, code: str) -> ResourceVersion:
@@ -496,13 +507,18 @@ def submit(actor: Actor, code: str, comment: str = "") -> ResourceVersion:
         version = _pending(resource, EDITABLE, _("Only a draft or a returned version can be submitted."))
         # Rules may have changed since the draft was saved (another resource became an element's source).
         _raise(_authoritative_errors(resource, _claims(version)))
-        version.status, version.submitted_at = Status.SUBMITTED, timezone.now()
-        version.save(update_fields=["status", "submitted_at", "updated_at"])
-        return _transition(actor, resource, version, ReviewEvent.Action.SUBMIT, comment)
+        # What loaded data showed since: told now rather than at publication.
+        refused = _finding_errors(resource, _declared(version.items.all()))
+        if not refused:
+            version.status, version.submitted_at = Status.SUBMITTED, timezone.now()
+            version.save(update_fields=["status", "submitted_at", "updated_at"])
+            return _transition(actor, resource, version, ReviewEvent.Action.SUBMIT, comment)
+    _refuse_for_findings(actor, resource, version, refused, "submit")
 
 
 def review(actor: Actor, code: str, decision: str, comment: str = "") -> ResourceVersion:
-    """A platform-office reviewer approves the submitted version or returns it with a comment."""
+    """A platform-office reviewer approves the submitted version or returns it with a comment; an approved
+    version not yet published can still be returned (e.g. when loaded data shows it must declare more)."""
     if decision not in ("approve", "return"):
         raise ValidationFailed.of("decision", _("The decision is approve or return."))
     if decision == "return" and not comment.strip():
@@ -510,7 +526,8 @@ def review(actor: Actor, code: str, decision: str, comment: str = "") -> Resourc
     with transaction.atomic():
         resource = _lock(actor, code)
         authz.require(actor, Perm.CATALOG_REVIEW, resource.provider)
-        version = _pending(resource, (Status.SUBMITTED,), _("Only a submitted version can be reviewed."))
+        states = (Status.SUBMITTED,) if decision == "approve" else (Status.SUBMITTED, Status.APPROVED)
+        version = _pending(resource, states, _("Only a submitted version can be reviewed."))
         submitter = version.events.filter(action=ReviewEvent.Action.SUBMIT).order_by("-at", "-id").first()
         if decision == "approve" and submitter is not None and submitter.actor == actor.name:
             raise Forbidden(_("Someone other than the submitter must approve it."))
@@ -528,17 +545,25 @@ def publish(actor: Actor, code: str, comment: str = "") -> ResourceVersion:
         version = _pending(resource, (Status.APPROVED,), _("Only an approved version can be published."))
         claims = _claims(version)
         _raise(_authoritative_errors(resource, claims))
-        previous = resource.published
-        if previous is not None:
-            previous.status = Status.SUPERSEDED
-            previous.save(update_fields=["status", "updated_at"])
-        version.status, version.published_at = Status.PUBLISHED, timezone.now()
-        version.save(update_fields=["status", "published_at", "updated_at"])
-        # One datum, one source: the published version's claims are the element registry's truth.
-        DataElement.objects.filter(authoritative=resource).exclude(id__in=claims).update(authoritative=None)
-        DataElement.objects.filter(id__in=claims).update(authoritative=resource)
-        resource.published, resource.pending = version, None
-        return _transition(actor, resource, version, ReviewEvent.Action.PUBLISH, comment)
+        refused = _finding_errors(resource, _declared(version.items.all()))
+        if not refused:
+            return _publish(actor, resource, version, claims, comment)
+    _refuse_for_findings(actor, resource, version, refused, "publish")
+
+
+def _publish(actor: Actor, resource: Resource, version: ResourceVersion, claims: list, comment: str):
+    previous = resource.published
+    if previous is not None:
+        previous.status = Status.SUPERSEDED
+        previous.save(update_fields=["status", "updated_at"])
+    version.status, version.published_at = Status.PUBLISHED, timezone.now()
+    version.save(update_fields=["status", "published_at", "updated_at"])
+    # One datum, one source: the published version's claims are the element registry's truth.
+    DataElement.objects.filter(authoritative=resource).exclude(id__in=claims).update(authoritative=None)
+    DataElement.objects.filter(id__in=claims).update(authoritative=resource)
+    resource.published, resource.pending = version, None
+    _resolve_findings(resource, version)
+    return _transition(actor, resource, version, ReviewEvent.Action.PUBLISH, comment)
 
 
 def deprecate(actor: Actor, code: str, reason: str) -> Resource:
@@ -757,6 +782,107 @@ def _authoritative_errors(resource: Resource | None, element_ids, positions=None
 
 
 # --------------------------------------------------------------------------------------------------
+# Discovery findings (security.discovery): what the loaded data shows about the items
+# --------------------------------------------------------------------------------------------------
+
+
+def list_findings(actor: Actor, resource: Resource, limit: int = 50) -> list[DiscoveryFinding]:
+    """The resource's findings, unresolved flagged ones first, for the department and the reviewers (anyone
+    else gets an empty list)."""
+    if not may_see_pending(actor, resource):
+        return []
+    qs = DiscoveryFinding.objects.filter(resource=resource)
+    open_ = list(qs.filter(flagged=True, resolved_at__isnull=True).order_by("item", "kind"))
+    rest = list(qs.exclude(pk__in=[f.pk for f in open_]).order_by("-created_at", "item")[:max(0, limit - len(open_))])
+    return open_ + rest
+
+
+def open_findings(resource: Resource) -> list[DiscoveryFinding]:
+    return list(DiscoveryFinding.objects.filter(resource=resource, flagged=True, resolved_at__isnull=True)
+                .order_by("item", "kind"))
+
+
+def _declared(items) -> dict[str, dict]:
+    """Item name -> what it declares (subject, level, sensitive), from model rows or the service's dicts."""
+    out = {}
+    for item in items:
+        get = item.get if isinstance(item, dict) else (lambda name, item=item: getattr(item, name))
+        out[get("name")] = {"subject": get("subject") or Subject.OTHER, "level": get("level") or Level.GENERAL,
+                            "sensitive": bool(get("sensitive_personal"))}
+    return out
+
+
+def _shortfall(finding: DiscoveryFinding, declared: dict) -> list[str]:
+    """The fields of an item that declare less than the finding implies."""
+    from shuzheng.security import policy
+
+    short = []
+    if policy.subject_rank(declared["subject"]) < policy.subject_rank(finding.implied_subject):
+        short.append("subject")
+    if LEVEL_RANK.get(declared["level"], 0) < LEVEL_RANK.get(finding.implied_level, 0):
+        short.append("level")
+    if finding.implied_sensitive and not declared["sensitive"]:
+        short.append("sensitive_personal")
+    return short
+
+
+def _finding_errors(resource: Resource, declared: dict[str, dict]) -> list[FieldError]:
+    """One error per item field that declares less than an unresolved finding shows (an item no longer in
+    the version is no longer loaded: its findings do not hold the version back)."""
+    errors, seen = [], set()
+    for finding in open_findings(resource):
+        item = declared.get(finding.item)
+        if item is None:
+            continue
+        for name in _shortfall(finding, item):
+            if (finding.item, name) in seen:  # the same column flagged again by a later load
+                continue
+            seen.add((finding.item, name))
+            wanted = {"subject": Subject(finding.implied_subject).label, "level": Level(finding.implied_level).label,
+                      "sensitive_personal": _("sensitive personal information")}[name]
+            errors.append(FieldError(f"items.{finding.item}.{name}", _(
+                "The loaded data shows that item %(item)s holds %(kind)s (%(share).0f%% of %(n)s sampled values): "
+                "declare it as %(wanted)s before publishing or opening the resource.") % {
+                "item": finding.item, "kind": kind_label(finding.kind), "share": finding.share * 100,
+                "n": finding.sampled, "wanted": wanted}))
+    return errors
+
+
+def _opening_refusal(resource: Resource, values: dict, items: list[dict]) -> list[FieldError]:
+    if values.get("open_type") not in (OpenType.OPEN, OpenType.CONDITIONAL):
+        return []
+    return _finding_errors(resource, _declared(items))
+
+
+def _refuse_for_findings(actor: Actor, resource: Resource, version: ResourceVersion, errors: list[FieldError],
+                         step: str):
+    """Audits the refusal in its own transaction (the step's was rolled back) and raises it."""
+    with transaction.atomic():
+        audit.record(actor, "catalog.discovery_refused", resource, summary={
+            "code": resource.code, "version": version.number, "step": step, "fields": [e.field for e in errors]})
+    raise ValidationFailed.listing(errors)
+
+
+def _resolve_findings(resource: Resource, version: ResourceVersion) -> None:
+    """Findings the published version answers: the item now declares at least what the data shows, or the
+    version no longer has the item."""
+    declared = _declared(version.items.all())
+    now = timezone.now()
+    for finding in open_findings(resource):
+        item = declared.get(finding.item)
+        if item is not None and _shortfall(finding, item):
+            continue
+        finding.resolved_at = now
+        finding.resolution = (_("declared in version %(n)s") if item is not None else
+                              _("item removed in version %(n)s")) % {"n": version.number}
+        finding.save(update_fields=["resolved_at", "resolution", "updated_at"])
+
+
+def kind_label(kind: str) -> str:
+    return str(DISCOVERY_KINDS.get(kind, kind))
+
+
+# --------------------------------------------------------------------------------------------------
 # Validation
 # --------------------------------------------------------------------------------------------------
 
@@ -810,6 +936,7 @@ def _validated(data: dict, provider: Organization | None,
         elif resource is not None and code == resource.code:
             errors.append(FieldError("related_codes", _("A resource cannot be related to itself.")))
     values["related_codes"] = related
+    values["domestic_only"] = _bool(data.get("domestic_only"))
 
     items, item_errors = _validated_items(data.get("items"))
     errors += item_errors
@@ -860,15 +987,29 @@ def _validated_items(raw) -> tuple[list[dict], list[FieldError]]:
         length, error = _length(item.get("length"))
         if error:
             errors.append(FieldError(f"{at}.length", error))
-        level = _text(item.get("level")) or (element.level if element else Level.GENERAL)
+        subject = _text(item.get("subject")) or (element.subject if element else Subject.OTHER)
+        if subject not in Subject.values:
+            errors.append(FieldError(f"{at}.subject", _("Choose one of: %(c)s.") % {"c": ", ".join(Subject.values)}))
+        sensitive = _bool(item.get("sensitive_personal"))
+        if sensitive and subject != Subject.PERSONAL:
+            errors.append(FieldError(f"{at}.sensitive_personal", _(
+                "Only personal information (个人) can be sensitive personal information.")))
+        given_level = _text(item.get("level"))
+        level = given_level or (element.level if element else Level.GENERAL)
         if level not in Level.values:
             errors.append(FieldError(f"{at}.level", _("Choose one of: %(c)s.") % {"c": ", ".join(Level.values)}))
+        elif sensitive and LEVEL_RANK[level] < LEVEL_RANK[Level.IMPORTANT]:
+            if given_level:
+                errors.append(FieldError(f"{at}.level", _(
+                    "Sensitive personal information is at least important (重要).")))
+            level = Level.IMPORTANT
         authoritative = _bool(item.get("authoritative"))
         if authoritative and element is None:
             errors.append(FieldError(f"{at}.authoritative", _("Only an item tied to a data element can be its source.")))
         items.append({"name": name, "data_type": data_type, "length": length, "nullable": item.get("nullable") in (None, "") or _bool(item["nullable"]),
                       "is_key": _bool(item.get("is_key")), "element": element, "level": level,
-                      "authoritative": authoritative})
+                      "authoritative": authoritative, "subject": subject, "sensitive_personal": sensitive,
+                      "domestic_only": _bool(item.get("domestic_only"))})
     return items, errors
 
 

@@ -56,6 +56,7 @@ from shuzheng.catalog.models import (
     SharingMethod,
     SharingType,
     Status,
+    Subject,
     UpdateCycle,
 )
 from shuzheng.catalog.templatetags.catalog import resource_url
@@ -227,6 +228,7 @@ def _detail_page(request, code: str, review_form=None, deprecate_form=None, moun
         # The version people see first: the published one, else the one under way.
         "is_current": version.pk == (resource.published_id or resource.pending_id),
         "items": [{"item": i, "source": _source_of(i, resource)} for i in items],
+        "findings": services.list_findings(actor, resource),
         "visible": _visible(actor, [i.element.authoritative for i in items if i.element_id]),
         "pending": pending,
         "returned": returned,
@@ -378,14 +380,15 @@ def _show_resource_errors(form, formset, rows: list[int], exc: ServiceError) -> 
 def _rows_of(version) -> list[dict]:
     return [{"name": i.name, "data_type": i.data_type, "length": "" if i.length is None else str(i.length),
              "nullable": i.nullable, "is_key": i.is_key, "element": i.element.identifier if i.element_id else "",
-             "level": i.level, "authoritative": i.authoritative} for i in services.items_of(version)]
+             "level": i.level, "subject": i.subject, "sensitive_personal": i.sensitive_personal,
+             "domestic_only": i.domestic_only, "authoritative": i.authoritative} for i in services.items_of(version)]
 
 
 def _initial_of(version) -> dict:
     return {
         **{name: getattr(version, name) for name in (
             "name", "summary", "format", "sharing_type", "sharing_conditions", "sharing_basis", "sharing_methods",
-            "open_type", "open_conditions", "update_cycle", "level", "spatial_coverage")},
+            "open_type", "open_conditions", "update_cycle", "level", "spatial_coverage", "domestic_only")},
         "owner": version.owner.code, "manager": version.manager.code,
         "steward": version.steward.username if version.steward_id else "",
         "keywords": ", ".join(version.keywords), "related_codes": ", ".join(version.related_codes),
@@ -472,7 +475,7 @@ def resource_edit_view(request, code):
 # ---- comparing versions ---------------------------------------------------------------------------------
 
 CHOICES = {"format": Format, "sharing_type": SharingType, "open_type": OpenType, "update_cycle": UpdateCycle,
-           "level": Level, "data_type": DataType}
+           "level": Level, "data_type": DataType, "subject": Subject}
 ITEM_ATTRIBUTES = [f for f in services.ITEM_FIELDS if f != "name"]
 
 
@@ -699,7 +702,7 @@ def _element_form(request, actor: Actor, element=None):
     initial = {"level": Level.GENERAL}
     if element is not None:
         initial = {name: getattr(element, name) for name in (
-            "name", "definition", "data_type", "format", "value_domain", "level")}
+            "name", "definition", "data_type", "format", "value_domain", "level", "subject")}
         initial["code_table"] = element.code_table.code if element.code_table_id else ""
     form = ElementForm(request.POST or None, initial=initial, editing=element is not None,
                        code_tables=services.list_code_tables().order_by("code"))

@@ -76,3 +76,11 @@ class Conflict(ServiceError):
 class TooManyRequests(ServiceError):
     status = 429
     title = "Too many requests"
+
+
+class Unavailable(ServiceError):
+    """The platform cannot answer now for a reason on its side that the caller cannot fix (stored data that
+    fails its integrity check); the refusal is audited like any other."""
+
+    status = 503
+    title = "Service unavailable"

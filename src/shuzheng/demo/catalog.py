@@ -96,6 +96,7 @@ def _resource_data(entry: dict, org_codes: dict[str, str], keys: dict[str, str])
         "name", "summary", "format", "sharing_type", "sharing_conditions", "sharing_basis", "sharing_methods",
         "open_type", "open_conditions", "update_cycle", "level", "keywords", "spatial_coverage",
         "time_coverage_start", "time_coverage_end")}
+    data["domestic_only"] = entry.get("domestic_only", False)
     data["category"] = entry["category"]
     data["provider"] = org_codes[entry["provider"]]
     data["owner"] = org_codes.get(entry.get("owner") or entry["provider"])
@@ -103,6 +104,8 @@ def _resource_data(entry: dict, org_codes: dict[str, str], keys: dict[str, str])
     data["related_codes"] = [keys[k] for k in entry.get("related") or [] if k in keys]
     data["items"] = [{"name": i["name"], "data_type": i.get("type"), "length": i.get("length"),
                       "nullable": i.get("nullable", True), "is_key": i.get("key", False), "element": i.get("element"),
-                      "level": i.get("level"), "authoritative": i.get("authoritative", False)}
+                      "level": i.get("level"), "authoritative": i.get("authoritative", False),
+                      "subject": i.get("subject"), "sensitive_personal": i.get("sensitive", False),
+                      "domestic_only": i.get("domestic_only", False)}
                      for i in entry["items"]]
     return data

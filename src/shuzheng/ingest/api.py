@@ -28,6 +28,7 @@ from ninja.decorators import decorate_view
 from ninja.files import UploadedFile
 from ninja.pagination import LimitOffsetPagination, paginate
 
+from shuzheng.catalog.api import FindingOut as DiscoveryOut
 from shuzheng.ingest import schedule, services
 from shuzheng.ingest.forms import no_file_error, parse_mapping_json, stream_uploads, too_large_error
 from shuzheng.ingest.models import Load, Mode
@@ -83,6 +84,9 @@ class LoadSummary(Schema):
 
 class LoadOut(LoadSummary):
     findings: list[FindingOut]
+    discovery: list[DiscoveryOut] = Field([], description="what the data showed about the items (S1): ID numbers, "
+                                          "credit codes, cards, phones, e-mail, plates, names, addresses; "
+                                          "flagged when an item declares less")
     warnings: list[str]
     mapping: dict[str, str] = Field({}, description="data item → source column, as applied")
     lineage: dict[str, Any] = Field({}, description="the source: file name and hash, query, request, inputs")
@@ -213,7 +217,10 @@ def summary_of(load: Load) -> dict:
 
 
 def load_of(load: Load) -> dict:
-    return {**summary_of(load), "findings": load.findings, "warnings": [str(w) for w in load.warnings],
+    from shuzheng.security import discovery
+
+    return {**summary_of(load), "findings": load.findings, "discovery": discovery.for_load(load.id),
+            "warnings": [str(w) for w in load.warnings],
             "mapping": load.mapping, "lineage": load.lineage, "rules": load.rules, "quarantine": _quarantine_url(load)}
 
 

@@ -27,6 +27,7 @@ from shuzheng.catalog.models import DataType
 from shuzheng.core.errors import FieldError, ValidationFailed
 from shuzheng.ingest.models import Mode
 from shuzheng.quality.checks import Check, CompiledCheck, compile_check, count_change_problem
+from shuzheng.security import discovery, fieldcrypt
 from shuzheng.warehouse import lake
 from shuzheng.warehouse.lake import quote_ident as q
 from shuzheng.warehouse.lake import quote_literal as lit
@@ -170,9 +171,11 @@ IN_MEMORY_BYTES = int(os.environ.get("SHUZHENG_LOAD_IN_MEMORY_BYTES", 512 << 20)
 
 def execute(*, load_id, table, items, mode: str, stage: Callable, requested_mapping: dict | None,
             plan: Plan, max_failure_share: float, max_count_change: float | None,
-            source_bytes: int | None = None, progress: Callable[[str], None] = lambda phase: None) -> Outcome:
+            source_bytes: int | None = None, progress: Callable[[str], None] = lambda phase: None,
+            cipher=None) -> Outcome:
     """Runs one load against Iceberg table `table` (already created for `items`). Returns the outcome;
-    commits a snapshot only when the load is accepted."""
+    commits a snapshot only when the load is accepted. `cipher` (security.fieldcrypt) seals the encrypted
+    items as they are written and opens the current rows that checks and upserts compare with."""
     out = Outcome()
     clock = {"phase": None, "at": time.perf_counter()}
 
@@ -203,11 +206,14 @@ def execute(*, load_id, table, items, mode: str, stage: Callable, requested_mapp
         typed_columns += [f"COALESCE({c.sql}, FALSE) AS {_flag(i)}" for i, c in enumerate(compiled)]
         builtins = len(compiled)
         duck_types = {item.name: lake.DUCK_TYPES[item.data_type] for item in items}
-        lake.view(con, "current", table, items, parent)
+        lake.view(con, "current", table, items, parent, cipher=cipher)
         refs = {}
-        for code, (ref_table, ref_items) in plan.refs.items():
+        for code, (ref_table, ref_items, ref_cipher) in plan.refs.items():
             name = f"ref_{len(refs)}"
-            lake.view(con, name, ref_table, ref_items, ref_table.current_snapshot() if ref_table else None)
+            # Reference checks compare with the referenced table's values, sealed ones opened inside the load:
+            # only pass/fail flags on the loading department's own rows come out.
+            lake.view(con, name, ref_table, ref_items, ref_table.current_snapshot() if ref_table else None,
+                      cipher=ref_cipher)
             refs[code] = name
         existing = "current" if mode == Mode.APPEND else None
         for check in plan.checks:
@@ -226,6 +232,7 @@ def execute(*, load_id, table, items, mode: str, stage: Callable, requested_mapp
         con.execute(f"""CREATE TABLE judged AS SELECT *, ({blocking}) AS __bad, ({warning}) AS __warn
                         FROM (SELECT *{flags} FROM typed) AS flagged""")
         _measure(con, out, compiled, items)
+        discovery.record(con, load_id, items)  # what the data shows about the items (S1); never fails the load
         out.checks = len(compiled)
 
         share = (out.quarantined + out.unreadable) / max(1, out.rows_read)
@@ -243,7 +250,7 @@ def execute(*, load_id, table, items, mode: str, stage: Callable, requested_mapp
         phase("writing")
         folder = lake.load_dir(table, load_id)
         try:
-            files = _write_data(con, table, items, mode, folder)
+            files = _write_data(con, table, items, mode, folder, cipher)
             previous_rows = parent.summary.get("total-records") if parent else None
             new_rows = con.execute("SELECT count(*) FROM new_rows").fetchall()[0][0]
             replace = mode != Mode.APPEND
@@ -254,10 +261,12 @@ def execute(*, load_id, table, items, mode: str, stage: Callable, requested_mapp
                     out.rejected_reason = problem
                     lake.discard_files(table.location(), load_id)
                     return out
-            _fault("SHUZHENG_FAULT_PAUSE_BEFORE_COMMIT", folder)
+            fault_point("SHUZHENG_FAULT_PAUSE_BEFORE_COMMIT", folder)
             phase("committing")
-            out.snapshot_id = lake.commit(table, files, replace=replace, properties={
-                "shuzheng.load": str(load_id), "shuzheng.mode": mode})
+            properties = {"shuzheng.load": str(load_id), "shuzheng.mode": mode}
+            if cipher is not None:
+                properties[fieldcrypt.KIDS_PROPERTY] = fieldcrypt.kids_after(parent, cipher.active_kid, replace)
+            out.snapshot_id = lake.commit(table, files, replace=replace, properties=properties)
             phase("")
         except BaseException:
             lake.discard_files(table.location(), load_id)
@@ -269,9 +278,9 @@ def execute(*, load_id, table, items, mode: str, stage: Callable, requested_mapp
             leftover.unlink(missing_ok=True)
 
 
-def _fault(name: str, folder: Path) -> None:
+def fault_point(name: str, folder: Path) -> None:
     """Fault-injection points for the atomicity tests (documented in docs/architecture.md): pause with the
-    files written but not committed, or fail there."""
+    files written but not committed, or fail there (loads, and key rotations' rewrites)."""
     value = os.environ.get(name)
     if not value:
         return
@@ -348,9 +357,10 @@ def _write_quarantine(con, load_id, staged, compiled: list[CompiledCheck]) -> Pa
     return path
 
 
-def _write_data(con, table, items, mode: str, folder: Path) -> list[Path]:
+def _write_data(con, table, items, mode: str, folder: Path, cipher=None) -> list[Path]:
     """Writes the rows the new snapshot holds (this load's good rows; for upsert also the current rows
-    whose key the load does not replace) as Parquet with the Iceberg field ids."""
+    whose key the load does not replace) as Parquet with the Iceberg field ids; encrypted items as tokens
+    beside their blind index."""
     cols = ", ".join(q(item.name) for item in items)
     good = f"SELECT {cols} FROM judged WHERE NOT __bad"
     if mode == Mode.UPSERT:
@@ -364,9 +374,14 @@ def _write_data(con, table, items, mode: str, folder: Path) -> list[Path]:
         con.execute(f"CREATE TEMP VIEW new_rows AS {good}")
         con.execute(f"CREATE TEMP VIEW written AS {good}")
     ids = lake.field_ids(table)
-    field_ids = "{" + ", ".join(f"{lit(name)}: {ids[name]}" for name in (i.name for i in items)) + "}"
+    names = [i.name for i in items]
+    select = "*"
+    if cipher is not None:
+        cipher.register(con)
+        select, names = cipher.sealed_select(names)
+    field_ids = "{" + ", ".join(f"{lit(name)}: {ids[name]}" for name in names) + "}"
     path = folder / "part-0.parquet"
-    con.execute(f"COPY written TO {lit(str(path))} (FORMAT parquet, FIELD_IDS {field_ids})")
+    con.execute(f"COPY (SELECT {select} FROM written) TO {lit(str(path))} (FORMAT parquet, FIELD_IDS {field_ids})")
     if mode == Mode.UPSERT:
         # new_rows for the count check means the rows of the table after the load.
         con.execute("CREATE OR REPLACE TEMP VIEW new_rows AS SELECT * FROM written")

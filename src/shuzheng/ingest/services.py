@@ -34,6 +34,7 @@ from shuzheng.ingest.models import Load, Mode, Source, SourceKind
 from shuzheng.org.roles import Perm
 from shuzheng.org.services import Actor, authz
 from shuzheng.quality import services as quality
+from shuzheng.security import fieldcrypt
 from shuzheng.sharing import events
 from shuzheng.warehouse import lake
 from shuzheng.warehouse.models import Table
@@ -120,14 +121,17 @@ def _run(actor: Actor, code: str, mode: str, kind: str, stage: Callable, mapping
     recover_interrupted()
     resource, items = loadable(actor, code, mode)
     table_row = table_settings(resource)
-    iceberg = lake.ensure_table(table_row.identifier, items)
+    encrypted = fieldcrypt.encrypted_items(items)
+    if encrypted:
+        fieldcrypt.ensure_key(actor, resource)
+    iceberg = lake.ensure_table(table_row.identifier, items, encrypted)
     plan, rules_used = quality.plan_for(resource, items)
     load = _start(actor, resource, mode, kind, source, rules_used)
     try:
         out = pipeline.execute(load_id=load.id, table=iceberg, items=items, mode=mode, stage=stage,
                                requested_mapping=mapping, plan=plan, max_failure_share=table_row.max_failure_share,
                                max_count_change=table_row.max_count_change, source_bytes=source_bytes,
-                               progress=progress)
+                               progress=progress, cipher=fieldcrypt.cipher_for(resource, items))
     except ServiceError as exc:
         _finish(actor, load, table_row, None, error=str(exc.detail) + "".join(
             f"\n{e.field}: {e.message}" for e in exc.errors))
@@ -205,7 +209,7 @@ def save_source(actor: Actor, code: str, data: dict, source_id=None) -> Source:
     if errors:
         raise ValidationFailed(_("The source is not valid."), errors)
     if kind == SourceKind.DERIVED:
-        derived_stage(config["query"])  # refuses a query that is not one SELECT over named resources
+        derived_stage(config["query"], resource.provider)  # refuses anything but one SELECT over own resources
     with transaction.atomic():
         source = Source(resource=resource)
         if source_id:
@@ -257,14 +261,20 @@ def _redacted(config: dict) -> dict:
     return {k: (connectors.mask_url(v) if k == "url" else v) for k, v in config.items()}
 
 
-def derived_stage(query: str) -> Callable:
-    """A derived table: `query` (one SELECT) reads other warehouse tables by their resource codes as table
-    names, e.g. SELECT ... FROM "101001000/000001"; the lineage records which snapshot of each it read."""
+def derived_stage(query: str, provider) -> Callable:
+    """A derived table: `query` (one SELECT) reads warehouse tables of the same department (`provider`) by
+    their resource codes as table names, e.g. SELECT ... FROM "101001000/000001"; the lineage records which
+    snapshot of each it read. Another department's data comes through the sharing gateway, with a grant."""
     codes = sorted(set(re.findall(r'"(\d{9}/\d{6})"', query)))
     if not codes:
         raise ValidationFailed.of("config.query", _('Name the input resources as "<code>" in the query.'))
     if not re.match(r"\s*(select|with)\b", query, re.I) or ";" in query.strip().rstrip(";"):
         raise ValidationFailed.of("config.query", _("One SELECT query."))
+    foreign = list(Resource.objects.filter(code__in=codes).exclude(provider=provider).values_list("code", flat=True))
+    if foreign:
+        raise ValidationFailed.of("config.query", _(
+            "A derived table reads your own department's resources only; %(codes)s belong to another department: "
+            "apply for them through sharing.") % {"codes": ", ".join(foreign)})
 
     def stage(con):
         inputs = []
@@ -274,7 +284,9 @@ def derived_stage(query: str) -> Callable:
                 raise ValidationFailed.of("config.query", _("%(code)s is not a warehouse table.") % {"code": code})
             table = lake.open_table(resource.mount_target)
             snapshot = table.current_snapshot() if table else None
-            lake.view(con, code, table, _items(resource), snapshot)
+            items = _items(resource)
+            # The department's own data: the loader opens its sealed items, and seals them again on writing.
+            lake.view(con, code, table, items, snapshot, cipher=fieldcrypt.cipher_for(resource, items))
             inputs.append({"resource": code, "snapshot_id": snapshot.snapshot_id if snapshot else None})
         try:
             con.execute(f"CREATE TEMP TABLE derived_raw AS {query.strip().rstrip(';')}")
@@ -292,7 +304,7 @@ def derived_stage(query: str) -> Callable:
 def _stage_source(source: Source) -> Callable:
     config = source.config
     if source.kind == SourceKind.DERIVED:
-        return derived_stage(config["query"])
+        return derived_stage(config["query"], source.resource.provider)
     if source.kind == SourceKind.DATABASE:
         return lambda con: connectors.stage_database(con, config["url"], config["query"])
     if source.kind == SourceKind.HTTP:

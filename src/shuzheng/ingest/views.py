@@ -43,6 +43,7 @@ from shuzheng.org.services import Actor, authz
 from shuzheng.quality.models import RuleKind
 from shuzheng.quality import reports
 from shuzheng.quality import services as quality
+from shuzheng.security import discovery, fieldcrypt
 from shuzheng.warehouse.models import Table
 from shuzheng.web.forms import show_service_error
 from shuzheng.web.pages import page_of, query_without_page, raise_http_error
@@ -119,6 +120,8 @@ def _cell(value) -> str:
         return value.isoformat()
     if isinstance(value, bool):
         return _("Yes") if value else _("No")
+    if isinstance(value, str) and value.startswith(fieldcrypt.TOKEN):
+        return _("🔒 sealed (SM4)")  # stored encrypted: only the gateway opens it
     return str(value)
 
 
@@ -381,6 +384,7 @@ def load_view(request, load_id):
     return render(request, "ingest/load.html", {
         "load": load, "resource": load.resource, "version": version, "scores": scores_of(load.scores or {}),
         "findings": findings, "can_download": can_download, "mapping": mapping,
+        "discovery": discovery.for_load(load.id),
     })
 
 

@@ -16,6 +16,7 @@ from shuzheng.org.roles import Perm
 from shuzheng.org.services import Actor, authz
 from shuzheng.quality.checks import Check, validate_params
 from shuzheng.quality.models import Rule, RuleKind
+from shuzheng.security import fieldcrypt
 from shuzheng.warehouse import lake
 
 SEX = {"male": "1", "female": "2"}  # GB/T 2261.1
@@ -165,5 +166,5 @@ def plan_for(resource: Resource, items) -> tuple[Plan, list[dict]]:
         if ref_code:
             ref = Resource.objects.select_related("published").get(code=catalog.normalize_code(ref_code))
             ref_items = list(ref.published.items.order_by("position"))
-            refs[ref_code] = (lake.open_table(ref.mount_target), ref_items)
+            refs[ref_code] = (lake.open_table(ref.mount_target), ref_items, fieldcrypt.cipher_for(ref, ref_items))
     return Plan(checks=checks, refs=refs), used

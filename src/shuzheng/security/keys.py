@@ -22,6 +22,9 @@ MAGIC = b"SZK1"
 MASTER_BYTES = 16
 ENV = "SHUZHENG_MASTER_KEY"
 
+# Files under keys/ whose whole content is one `wrap(…, purpose)` blob: a master rotation re-wraps them.
+WRAPPED_FILES = {"audit-sm2.key": "audit-sm2"}  # the audit head's SM2 signing key (audit.signing)
+
 _lock = threading.Lock()
 _masters: dict[tuple[str, str], dict[str, bytes]] = {}  # (home, env value) -> fingerprint -> key
 

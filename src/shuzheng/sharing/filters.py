@@ -149,11 +149,11 @@ def store_value(value, data_type: str):
     return value
 
 
-def to_sqlite(conditions: list[Condition]) -> tuple[str, list]:
-    """(WHERE text or "", parameters) for the serving store."""
+def to_sqlite(conditions: list[Condition], column=quote_ident) -> tuple[str, list]:
+    """(WHERE text or "", parameters) for the serving store; `column` gives each item's SQL expression."""
     parts, params = [], []
     for c in conditions:
-        col = quote_ident(c.item)
+        col = column(c.item)
         if c.data_type == DataType.DECIMAL:
             col = f"CAST({col} AS REAL)"  # stored as exact text; compared as a number
         conv = (lambda v: float(v)) if c.data_type == DataType.DECIMAL else (lambda v: store_value(v, c.data_type))

@@ -15,6 +15,7 @@ import functools
 import hmac
 import ipaddress
 import secrets
+import sqlite3
 import threading
 import time
 import uuid
@@ -27,10 +28,12 @@ from django.utils.translation import gettext as _
 
 from shuzheng.audit.services import Entry
 from shuzheng.catalog.models import DataType, MountKind, Resource
-from shuzheng.core.crypto import derive_key, hmac_sm3, sm3_hex
+from shuzheng.core.crypto import DecryptionError, derive_key, hmac_sm3, sm3_hex
 from shuzheng.core.errors import (AuthenticationFailed, Conflict, FieldError, Forbidden, NotFound, ServiceError,
-                                  TooManyRequests, ValidationFailed)
+                                  TooManyRequests, Unavailable, ValidationFailed)
+from shuzheng.core.sql import quote_literal
 from shuzheng.org.services import KEY_PREFIX
+from shuzheng.security import fieldcrypt
 from shuzheng.sharing import filters, masks, serving, sqlgate
 from shuzheng.sharing.models import Export, ExportState, Grant
 from shuzheng.sharing.recorder import Use, recorder
@@ -66,6 +69,8 @@ class Policy:
     store_items: tuple  # every item, for the serving store
     specs: dict  # granted item -> mask spec
     mask_fns: dict  # granted item -> masked value
+    encrypted: frozenset  # items stored as SM4 tokens beside a blind index (security.fieldcrypt)
+    cipher: object  # the table's FieldCipher, or None
     clear: frozenset  # granted items served in clear: the only ones that may be filtered or sorted on
     verify_items: frozenset
     row_filter: tuple
@@ -97,17 +102,20 @@ def _policy(grant_id, version_key: tuple) -> Policy:
     domain = grant.system.code
     specs = {n: grant.masks.get(n, {"kind": "null"}) for n in granted}
     conditions = tuple(filters.parse(grant.row_filter, types))
+    store_items = serving.items_of(resource.published)
+    encrypted = frozenset(i.name for i in store_items if i.encrypted)
     policy = Policy(
         grant_id=grant.id, version_key=version_key, system=grant.system.code, consumer=grant.consumer.code,
         provider=grant.provider.code, resource=resource.code, table=resource.mount_target,
         purpose=grant.application.purpose[:200], items=granted, types=types,
         keys=tuple(i.name for i in all_items if i.is_key),
-        store_items=tuple(serving.Item(i.name, i.data_type, i.is_key) for i in all_items), specs=specs,
+        store_items=store_items, specs=specs, encrypted=encrypted,
+        cipher=fieldcrypt.cipher_for(resource, all_items) if encrypted else None,
         # Hash masks are keyed per consumer system (the key id is the system's code; masks.hash_key).
         mask_fns={n: masks.compile_py(specs[n], types[n], key_id=domain) for n in granted},
         clear=frozenset(n for n in granted if specs[n].get("kind") == "clear"),
         verify_items=frozenset(grant.verify_items) & frozenset(granted), row_filter=conditions,
-        row_sqlite=filters.to_sqlite(list(conditions)), expires_at=grant.expires_at,
+        row_sqlite=filters.to_sqlite([c for c in conditions if c.item not in encrypted]), expires_at=grant.expires_at,
         calls_per_day=grant.calls_per_day, rows_per_day=grant.rows_per_day,
         networks=tuple(ipaddress.ip_network(n) for n in grant.allowed_ips), methods=tuple(grant.methods))
     with _policies_lock:
@@ -272,7 +280,15 @@ def _done(caller: Caller, policy: Policy, call: str, summary: dict, rows: int, s
 def _guard(caller: Caller, policy: Policy, call: str, details: dict, fn):
     """Runs a call's own validation and work; a refusal there is audited like any other."""
     try:
-        return fn()
+        try:
+            return fn()
+        except (DecryptionError, sqlite3.OperationalError) as exc:
+            # Altered files or a wrong key (sz_open raising inside SQLite arrives as OperationalError):
+            # refused and audited, never served as garbage.
+            if isinstance(exc, sqlite3.OperationalError) and "user-defined function" not in str(exc):
+                raise
+            raise Unavailable(_("Stored data of %(code)s failed its integrity check; the platform's security "
+                                "administrator has been told.") % {"code": policy.resource}) from exc
     except ServiceError as exc:
         refuse(caller, call, policy.resource, exc, policy, details)
         raise
@@ -287,15 +303,40 @@ def _store(policy: Policy, snapshot_id):
     path, served = serving.store_for(policy.table, snapshot_id, policy.store_items)
     if path is None:
         raise Conflict(_("No data has been loaded into %(code)s yet.") % {"code": policy.resource})
-    return serving.connection(path), served
+    return serving.connection(path), served, path
 
 
 @functools.lru_cache(maxsize=4096)
-def _lookup_sql(keys: tuple[str, ...], names: tuple[str, ...], where: str) -> str:
-    """The serving store's point lookup: `names` of the record with these key values, within `where`."""
-    return (f"SELECT {', '.join(filters.quote_ident(n) for n in names)} FROM data WHERE "
-            + " AND ".join(f"{filters.quote_ident(k)} = ?" for k in keys) + (f" AND {where}" if where else "")
-            + " LIMIT 1")
+def _lookup_sql(keys: tuple[tuple[str, int], ...], names: tuple[str, ...], where: str) -> str:
+    """The serving store's point lookup: columns `names` of the record whose key columns hold these values
+    (a key column with several values: one blind index per data key), within `where`."""
+    match = " AND ".join(f"{filters.quote_ident(k)} = ?" if n == 1 else
+                         f"{filters.quote_ident(k)} IN ({', '.join('?' * n)})" for k, n in keys)
+    return (f"SELECT {', '.join(filters.quote_ident(n) for n in names)} FROM data WHERE {match}"
+            + (f" AND {where}" if where else "") + " LIMIT 1")
+
+
+def _find(con, path, encrypted: frozenset, cipher, keys: tuple[str, ...], values: dict, where: str,
+          params: list) -> list[str] | None:
+    """The items of `values` that differ from the stored record with `values`' key items, or None when
+    there is no such record. Encrypted items are compared by blind index, never decrypted."""
+    kids = serving.kids(path) if encrypted else ()
+    names = tuple(sorted(values))
+    key_cols, args = [], []
+    for k in keys:
+        if k in encrypted:
+            candidates = cipher.indexes(k, values[k], kids)
+            key_cols.append((fieldcrypt.index_column(k), len(candidates)))
+            args += candidates
+        else:
+            key_cols.append((k, 1))
+            args.append(values[k])
+    selected = tuple(fieldcrypt.index_column(n) if n in encrypted else n for n in names)
+    row = con.execute(_lookup_sql(tuple(key_cols), selected, where), args + params).fetchone()
+    if row is None:
+        return None
+    return [n for n, v in zip(names, row)
+            if (v not in cipher.indexes(n, values[n], kids) if n in encrypted else v != values[n])]
 
 
 def verify(key: str, ip: str, code: str, body) -> dict:
@@ -324,14 +365,12 @@ def verify(key: str, ip: str, code: str, body) -> dict:
                                      % {"items": ", ".join(missing)}))
         if errors:
             raise ValidationFailed.listing(errors)
-        con, served = _store(policy, snapshot_id)
-        where, params = policy.row_sqlite
-        row = con.execute(_lookup_sql(policy.keys, tuple(names), where),
-                          [typed[k] for k in policy.keys] + params).fetchone()
-        if row is None:
+        con, served, path = _store(policy, snapshot_id)
+        where, params = _where(policy, [], path, con)
+        differs = _find(con, path, policy.encrypted, policy.cipher, policy.keys, typed, where, params)
+        if differs is None:
             differs = [k for k in policy.keys if k in policy.verify_items]
             return {"match": False, "found": False, "differs": differs, "snapshot_id": served}
-        differs = [n for n, v in zip(names, row) if v != typed[n]]
         return {"match": not differs, "found": True,
                 "differs": [n for n in differs if n in policy.verify_items], "snapshot_id": served}
 
@@ -408,6 +447,10 @@ def _records_query(policy: Policy, params: dict) -> tuple[list[str], list, list[
                 item = part.lstrip("-")
                 if not _filterable(policy, item, "sort", errors):
                     continue
+                if item in policy.encrypted:
+                    errors.append(FieldError("sort", _("%(item)s is encrypted at rest and cannot be sorted on.")
+                                             % {"item": item}))
+                    continue
                 sort.append((item, part.startswith("-")))
             continue
         op, _dot, item = name.partition(".")
@@ -416,6 +459,10 @@ def _records_query(policy: Policy, params: dict) -> tuple[list[str], list, list[
                                              "gte.ITEM and lte.ITEM.")))
             continue
         if not _filterable(policy, item, name, errors):
+            continue
+        if item in policy.encrypted and FILTER_OPS[op] not in ("eq", "in"):
+            errors.append(FieldError(name, _("%(item)s is encrypted at rest: only exact filters (eq., in.) apply "
+                                             "to it.") % {"item": item}))
             continue
         if FILTER_OPS[op] == "range":
             ranges.setdefault(item, [None, None])[0 if op == "gte" else 1] = value
@@ -466,10 +513,8 @@ def records(key: str, ip: str, code: str, params: dict) -> dict:
         left = rows_left(policy)
         if left is not None:
             limit = min(limit, left)
-        where, args = filters.to_sqlite(list(policy.row_filter) + conditions)
         exprs = [(_sort_expr(policy, item), desc) for item, desc in sort] + [("rowid", False)]
         bound = sm3_hex(orjson.dumps([str(policy.grant_id), sorted((k, v) for k, v in params.items() if k != "cursor")]))[:16]
-        clauses = [where] if where else []
         if params.get("cursor"):
             # Every page of one paging comes from the snapshot its first page came from.
             served, values = _decode_cursor(params["cursor"], bound)
@@ -480,6 +525,8 @@ def records(key: str, ip: str, code: str, params: dict) -> dict:
                 raise Conflict(_("The data has changed since this paging began; start again without a cursor."),
                                [FieldError("cursor", _("Its snapshot is no longer served."))])
             con = serving.connection(path)
+            where, args = _where(policy, conditions, path, con)
+            clauses = [where] if where else []
             # Keyset: rows after the cursor in the page order, one OR branch per sort position.
             branches = []
             for i, (expr, desc) in enumerate(exprs):
@@ -488,7 +535,9 @@ def records(key: str, ip: str, code: str, params: dict) -> dict:
                 args = args + values[:i] + [values[i]]
             clauses.append("(" + " OR ".join(branches) + ")")
         else:
-            con, served = _store(policy, snapshot_id)
+            con, served, path = _store(policy, snapshot_id)
+            where, args = _where(policy, conditions, path, con)
+            clauses = [where] if where else []
         order = ", ".join(f"{e} {'DESC' if d else 'ASC'}" for e, d in exprs)
         sql = (f"SELECT {', '.join(e for e, _d in exprs)}, {', '.join(filters.quote_ident(n) for n in items)} "
                f"FROM data {'WHERE ' + ' AND '.join(clauses) if clauses else ''} ORDER BY {order} LIMIT {limit + 1}")
@@ -509,10 +558,39 @@ def records(key: str, ip: str, code: str, params: dict) -> dict:
 
 
 def _out(policy: Policy, item: str, value):
-    """A stored value as the consumer sees it: typed back, then masked."""
-    if value is not None and policy.types[item] == DataType.BOOLEAN:
+    """A stored value as the consumer sees it: typed back (opened, if encrypted), then masked."""
+    if item in policy.encrypted:
+        value = policy.cipher.open(item, value)
+    elif value is not None and policy.types[item] == DataType.BOOLEAN:
         value = bool(value)
     return policy.mask_fns[item](value)
+
+
+def _where(policy: Policy, conditions: list, path, con) -> tuple[str, list]:
+    """WHERE text and parameters for a serving store: the grant's row scope and `conditions`. Exact
+    conditions on encrypted items compare blind indexes under the keys the store was written under; the
+    row scope's prefix and range conditions on them open the values in SQLite (consumers' filters on
+    encrypted items are exact only, see _records_query, so a call cannot make the store decrypt a table)."""
+    everything = [*policy.row_filter, *conditions]
+    sealed = [c for c in everything if c.item in policy.encrypted]
+    if not conditions and not sealed:
+        return policy.row_sqlite
+    exact = [c for c in sealed if c.op in ("eq", "in")]
+    where, params = filters.to_sqlite([c for c in everything if c not in exact and c.item not in policy.encrypted])
+    parts = [where] if where else []
+    opened = [c for c in sealed if c not in exact]
+    if opened:
+        con.create_function("sz_open", 2, policy.cipher.open, deterministic=True)
+        text, args = filters.to_sqlite(opened, column=lambda n: f"sz_open({quote_literal(n)}, {filters.quote_ident(n)})")
+        parts.append(text)
+        params = params + args
+    kids = serving.kids(path)
+    for c in exact:
+        values = [c.value] if c.op == "eq" else list(c.value)
+        hashes = [h for v in values for h in policy.cipher.indexes(c.item, filters.store_value(v, c.data_type), kids)]
+        parts.append(f"{filters.quote_ident(fieldcrypt.index_column(c.item))} IN ({', '.join('?' * len(hashes))})")
+        params = params + hashes
+    return " AND ".join(parts), params
 
 
 # --------------------------------------------------------------------------------------------------
@@ -603,7 +681,7 @@ def _scope(con, name: str, resolve, tables: dict):
 def _create_view(con, view: str, policy: Policy, snapshot_id) -> None:
     table = lake.open_table(policy.table)
     snapshot = lake.snapshot_for(table, snapshot_id) if table is not None and snapshot_id else None
-    lake.view(con, view, table, policy.store_items, snapshot)
+    lake.view(con, view, table, policy.store_items, snapshot, cipher=policy.cipher)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -761,17 +839,16 @@ def bare_lookup(code: str, body: dict) -> dict:
     the table's current snapshot (one indexed query, as the policy path reads it) and the store lookup."""
     if code not in _bare:
         resource = Resource.objects.select_related("published").get(code=code)
-        items = tuple(serving.Item(i.name, i.data_type, i.is_key) for i in resource.published.items.order_by("position"))
+        items = serving.items_of(resource.published)
+        encrypted = frozenset(i.name for i in items if i.encrypted)
+        cipher = fieldcrypt.cipher_for(resource, list(resource.published.items.all())) if encrypted else None
         resource_id = Resource._meta.pk.get_db_prep_value(resource.pk, connection)
-        _bare[code] = (resource, items, resource_id)
-    resource, items, resource_id = _bare[code]
+        _bare[code] = (resource, items, encrypted, cipher, resource_id)
+    resource, items, encrypted, cipher, resource_id = _bare[code]
     snapshot_id = fetch_one("SELECT current_snapshot_id FROM warehouse_table WHERE resource_id = %s",
                             [resource_id])[0]
     path, served = serving.store_for(resource.mount_target, snapshot_id, items)
-    candidates = body.get("candidates") or {}
     keys = tuple(i.name for i in items if i.is_key)
-    names = sorted(candidates)
-    row = serving.connection(path).execute(_lookup_sql(keys, tuple(names), ""),
-                                           [candidates[k] for k in keys]).fetchone()
-    differs = [n for n, v in zip(names, row) if v != candidates[n]] if row else list(keys)
-    return {"match": bool(row) and not differs, "found": row is not None, "differs": differs, "snapshot_id": served}
+    differs = _find(serving.connection(path), path, encrypted, cipher, keys, body.get("candidates") or {}, "", [])
+    return {"match": differs == [], "found": differs is not None, "differs": list(keys) if differs is None else differs,
+            "snapshot_id": served}

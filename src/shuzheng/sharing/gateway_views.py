@@ -8,10 +8,11 @@ from __future__ import annotations
 import orjson
 from django.conf import settings
 from django.http import FileResponse, HttpResponse
+from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 
 from shuzheng.catalog.services import normalize_code
-from shuzheng.core.errors import ServiceError, ValidationFailed
+from shuzheng.core.errors import Forbidden, ServiceError, ValidationFailed
 from shuzheng.org.services import client_ip
 from shuzheng.sharing import gateway
 
@@ -86,10 +87,37 @@ def export_status(request, key, ip, export_id):
     return _json(gateway.export_dict(gateway.export_status(key, ip, export_id)))
 
 
+def _export_control(token: str, ip: str) -> ServiceError | None:
+    """Downloads of domestic-only data (出境 control) only to clients on the allow-list: 403 otherwise,
+    audited as export_control.refused. A link that does not open is left to open_download to refuse."""
+    from django.core import signing
+
+    from shuzheng.org.services import Actor
+    from shuzheng.sharing.models import Export, ExportState
+    from shuzheng.sharing.services import export_refusal_for_client
+
+    try:
+        data = signing.loads(token, salt="shuzheng.export", max_age=gateway.EXPORT_LINK_HOURS * 3600)
+        export = Export.objects.select_related("grant__system__organization", "grant__resource__published").get(
+            pk=data["e"], state=ExportState.READY)
+    except (signing.BadSignature, Export.DoesNotExist, KeyError, ValueError, TypeError):
+        return None
+    grant = export.grant
+    reason = export_refusal_for_client(Actor(system=grant.system, ip=ip), grant, ip, "download")
+    if reason:
+        return Forbidden(_("The data of %(code)s may not leave the country (不得出境): %(reason)s")
+                         % {"code": grant.resource.code, "reason": reason})
+    return None
+
+
 @csrf_exempt
 def export_download(request, token):
+    ip = client_ip(request)
+    refusal = _export_control(token, ip)
+    if refusal is not None:
+        return problem(refusal)
     try:
-        export, handle = gateway.open_download(token, client_ip(request))
+        export, handle = gateway.open_download(token, ip)
     except ServiceError as exc:
         return problem(exc)
     name = f"{export.grant.resource.code.replace('/', '-')}-{export.id}.{export.format}"

@@ -177,19 +177,26 @@ _NAME_RULES = (
 )
 
 
-def default_mask(name: str, data_type: str, level: str, element: str | None = None) -> dict:
-    """The mask a grant gets for an item unless the approver chooses another, from its sensitivity level:
-    general → clear; core → hash for strings (one consumer can still match records), null otherwise;
-    important → by the data element code, else the item name, else by type (dates → year, booleans → null,
-    anything else → keep 1/1). A suggested kind that does not apply to the item's type falls back the same
-    way."""
+def default_mask(name: str, data_type: str, level: str, element: str | None = None, *, subject: str | None = None,
+                 sensitive: bool = False) -> dict:
+    """The mask a grant gets for an item unless the approver chooses another. The classification policy
+    (security.policy "default_masks") picks the rule from the item's data category, level and sensitive flag;
+    the packaged rules are: core or sensitive personal → hash for strings (one consumer can still match
+    records), null otherwise; important → suggested; general → clear. "suggested" goes by the data element
+    code, else the item name, else by type (dates → year, booleans → null, anything else → keep 1/1); a
+    suggested kind that does not apply to the item's type falls back the same way."""
+    from shuzheng.security import policy
+
     if level not in LEVELS:
         raise MaskError(_('Unknown sensitivity level "%(level)s".') % {"level": level})
     if data_type not in DATA_TYPES:
         raise MaskError(_('Unknown data type "%(type)s".') % {"type": data_type})
-    if level == "general":
+    rule = policy.mask_rule(subject, level, sensitive)
+    if rule == "clear":
         return {"kind": "clear"}
-    if level == "core":
+    if rule == "null":
+        return {"kind": "null"}
+    if rule == "hash":
         return {"kind": "hash"} if data_type == "string" else {"kind": "null"}
     kind = _ELEMENT_KINDS.get(element or "")
     if kind is None:

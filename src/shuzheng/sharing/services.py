@@ -33,6 +33,7 @@ from shuzheng.core.numbers import next_daily
 from shuzheng.org.models import ApplicationSystem, Organization
 from shuzheng.org.roles import Perm
 from shuzheng.org.services import Actor, authz
+from shuzheng.security import policy
 from shuzheng.sharing import filters, masks
 from shuzheng.sharing.models import (OPEN_STATES, Application, ApplicationCounter, ApplicationEvent, AppState,
                                      Grant, Meter, Notification)
@@ -386,7 +387,8 @@ def decide(actor: Actor, number: str, data: dict) -> Application:
                 raise ValidationFailed.listing(errors)
             narrowed = terms != application.terms
             application.terms = terms
-            needs_office = (not at_office and LEVEL_RANK[resource.published.level] > LEVEL_RANK[Level.GENERAL])
+            # Which levels go on to the platform office is the classification policy's (security.policy).
+            needs_office = not at_office and policy.needs_office(resource.published.level)
             if needs_office:
                 application.state, application.due_at = AppState.OFFICE, now + dt.timedelta(days=DECIDE_DAYS)
                 application.save()
@@ -473,7 +475,8 @@ def _grant(application: Application, now) -> Grant:
             mask_specs[name] = {"kind": "clear"}
         else:
             mask_specs[name] = masks.default_mask(name, item.data_type, item.level,
-                                                  item.element.identifier if item.element else None)
+                                                  item.element.identifier if item.element else None,
+                                                  subject=item.subject, sensitive=item.sensitive_personal)
     for old in Grant.objects.select_for_update().filter(system=application.system, resource=application.resource,
                                                          revoked_at__isnull=True):
         old.revoked_at, old.revoked_by = now, "replaced"
@@ -561,3 +564,44 @@ def identify_leak(actor: Actor, code: str, path) -> dict:
     with transaction.atomic():
         audit.record(actor, "sharing.leak_identify", resource, summary={"resource": resource.code, **found})
     return found
+
+
+# --------------------------------------------------------------------------------------------------
+# Export control (出境, S5)
+# --------------------------------------------------------------------------------------------------
+
+
+def domestic_only(grant: Grant) -> bool:
+    """Whether a grant's data may go only to domestic destinations: its resource's live version, or one of
+    the granted items, is marked domestic-only (不得出境)."""
+    version = grant.resource.published
+    if version is None:
+        return False
+    return version.domestic_only or version.items.filter(name__in=grant.items, domestic_only=True).exists()
+
+
+def _refused(actor, grant: Grant, channel: str, destination: str, reason: str) -> str:
+    """Audits an export-control refusal (its own transaction: the caller is about to fail) and returns the
+    reason. The anomaly alerts scan the trail for this action."""
+    with transaction.atomic():
+        audit.record(actor, "export_control.refused", grant, summary={
+            "resource": grant.resource.code, "system": grant.system.code, "channel": channel,
+            "destination": destination, "reason": reason})
+    return reason
+
+
+def export_refusal_for_host(actor, grant: Grant, host: str, channel: str, destination: str) -> str:
+    """Empty when `grant`'s data may be sent to `host` (a host name or IP literal); otherwise the reason,
+    audited. Host names are resolved now and every address must be on the allow-list (security.policy)."""
+    if not domestic_only(grant):
+        return ""
+    allowed, reason = policy.destination_check(host)
+    return "" if allowed else _refused(actor, grant, channel, destination, reason)
+
+
+def export_refusal_for_client(actor, grant: Grant, ip: str, channel: str) -> str:
+    """Empty when a client at `ip` may receive `grant`'s data; otherwise the reason, audited."""
+    if not domestic_only(grant) or policy.address_allowed(ip or ""):
+        return ""
+    return _refused(actor, grant, channel, ip or "", f"client address {ip or '(none)'} is outside the domestic "
+                                                      "allow-list")

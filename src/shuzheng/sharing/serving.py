@@ -10,7 +10,9 @@ One file per (table, snapshot, item list): HOME/warehouse/_serving/<table>/<snap
 A new snapshot gets a new file; while it is being built the gateway keeps answering from the previous one
 (answers say which snapshot they come from), and older files are removed after the new one is in place.
 Values are kept as the gateway returns them: text for decimals (exact), dates and timestamps (ISO), 0/1 for
-booleans, integers as integers.
+booleans, integers as integers. Encrypted items (security.fieldcrypt) stay tokens, each beside its blind index
+column, which key lookups and exact filters use; table `kids` lists the data keys the snapshot was written
+under. The store holds nothing in clear that the warehouse holds encrypted.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 from shuzheng.catalog.models import DataType
 from shuzheng.core.crypto import sm3_hex
 from shuzheng.core.sql import quote_ident
+from shuzheng.security.fieldcrypt import index_column, kids_of
 from shuzheng.warehouse import lake
 
 log = logging.getLogger(__name__)
@@ -41,10 +44,24 @@ class Item:
     name: str
     data_type: str
     is_key: bool
+    encrypted: bool = False
+
+
+def items_of(version) -> tuple[Item, ...]:
+    """The store's items for a published version: every item, with whether it is encrypted at rest."""
+    from shuzheng.security.policy import encrypts
+
+    return tuple(Item(i.name, i.data_type, i.is_key, encrypts(i)) for i in version.items.order_by("position"))
+
+
+def columns(items: tuple[Item, ...]) -> tuple[Item, ...]:
+    """The store's columns: the items, then the blind index of each encrypted item."""
+    return items + tuple(Item(index_column(i.name), DataType.STRING, False) for i in items if i.encrypted)
 
 
 def _digest(items: tuple[Item, ...]) -> str:
-    return sm3_hex("\x1f".join(f"{i.name}:{i.data_type}:{int(i.is_key)}" for i in items).encode())[:10]
+    return sm3_hex("\x1f".join(f"{i.name}:{i.data_type}:{int(i.is_key)}:{int(i.encrypted)}"
+                                for i in items).encode())[:10]
 
 
 def database_tag() -> str:
@@ -107,18 +124,21 @@ def _write(tmp: Path, identifier: str, snapshot_id: int, items: tuple[Item, ...]
         db.execute("PRAGMA journal_mode=OFF")
         db.execute("PRAGMA synchronous=OFF")
         db.execute("PRAGMA page_size=8192")
-        db.execute(f"CREATE TABLE data ({', '.join(quote_ident(i.name) for i in items)})")
-        lake.view(duck, "snap", table, items, snapshot)
-        result = duck.execute(f"SELECT {_select_list(items)} FROM snap")
-        insert = f"INSERT INTO data VALUES ({', '.join('?' * len(items))})"
+        stored = columns(items)
+        db.execute(f"CREATE TABLE data ({', '.join(quote_ident(i.name) for i in stored)})")
+        db.execute("CREATE TABLE kids (kid INTEGER)")
+        db.executemany("INSERT INTO kids VALUES (?)", [(k,) for k in kids_of(snapshot)])
+        lake.view(duck, "snap", table, stored, snapshot)
+        result = duck.execute(f"SELECT {_select_list(stored)} FROM snap")
+        insert = f"INSERT INTO data VALUES ({', '.join('?' * len(stored))})"
         while True:
             rows = result.fetchmany(BATCH)
             if not rows:
                 break
             db.executemany(insert, rows)
-        keys = [i for i in items if i.is_key]
+        keys = [index_column(i.name) if i.encrypted else i.name for i in items if i.is_key]
         if keys:
-            db.execute(f"CREATE INDEX data_key ON data ({', '.join(quote_ident(i.name) for i in keys)})")
+            db.execute(f"CREATE INDEX data_key ON data ({', '.join(quote_ident(k) for k in keys)})")
         db.commit()
         db.execute("VACUUM")  # a compact file: fewer pages to cache
     finally:
@@ -212,5 +232,10 @@ def prebuild(code: str, snapshot_id: int | None) -> Path | None:
             or resource.mount_kind != MountKind.TABLE
             or not Grant.objects.filter(Grant.live_q(timezone.now()), resource=resource).exists()):
         return None
-    items = tuple(Item(i.name, i.data_type, i.is_key) for i in resource.published.items.order_by("position"))
-    return build(resource.mount_target, snapshot_id, items)
+    return build(resource.mount_target, snapshot_id, items_of(resource.published))
+
+
+@functools.lru_cache(maxsize=1024)
+def kids(path: Path) -> tuple[int, ...]:
+    """The data keys a store's snapshot was written under: its blind indexes are under one of them."""
+    return tuple(row[0] for row in connection(path).execute("SELECT kid FROM kids"))

@@ -78,11 +78,25 @@ def check_url(url: str) -> str:
     return url
 
 
+def _check_export_control(actor: Actor, grant: Grant, url: str) -> None:
+    """Domestic-only data (出境 control) goes only to hosts on the allow-list: 422 on "url" otherwise
+    (audited as export_control.refused)."""
+    from shuzheng.sharing.services import export_refusal_for_host
+
+    reason = export_refusal_for_host(actor, grant, urlsplit(url).hostname or "", "subscription", url)
+    if reason:
+        raise ValidationFailed.of("url", _("The data of %(code)s may not leave the country (不得出境), and this "
+                                           "address is not on the domestic allow-list: %(reason)s")
+                                  % {"code": grant.resource.code, "reason": reason})
+
+
 def create_subscription(actor: Actor, grant_id, url: str) -> tuple[Subscription, str]:
     """Subscribes `url` to the grant's resource. Returns the subscription and its signing secret, which is
     shown this once (the consumer keeps it to verify signatures)."""
-    grant = _check(actor, _get(Grant, grant_id, "consumer", "system", "resource"), True, _("No such grant."))
+    grant = _check(actor, _get(Grant, grant_id, "consumer", "system", "resource__published"), True,
+                   _("No such grant."))
     url = check_url(url)
+    _check_export_control(actor, grant, url)
     secret = secrets.token_urlsafe(32)
     with transaction.atomic():
         grant = Grant.objects.select_for_update().get(pk=grant.pk)  # serializes the per-grant checks below

@@ -222,6 +222,17 @@ def _undeliverable(sub: Subscription, now: dt.datetime) -> str:
     return "" if state == "live" else f"grant {state}"
 
 
+def _export_refusal(sub: Subscription) -> str:
+    """Domestic-only data (出境 control): the URL's host is resolved again at send time (its addresses may
+    have changed since the subscription was made); a host off the allow-list fails the delivery unsent."""
+    from urllib.parse import urlsplit
+
+    from shuzheng.sharing.services import export_refusal_for_host
+
+    reason = export_refusal_for_host(WORKER, sub.grant, urlsplit(sub.url).hostname or "", "webhook", sub.url)
+    return f"export control: {reason}" if reason else ""
+
+
 def claim(delivery_id, now: dt.datetime | None = None) -> Delivery | None:
     """Takes one due pending delivery for this worker, or None when it is not due or another took it. One
     conditional UPDATE: on PostgreSQL a concurrent claimer waits for it and then no longer matches."""
@@ -260,7 +271,7 @@ def attempt(delivery: Delivery, now: dt.datetime | None = None, retry: Retry = R
     either delivered, the next try (now + the backoff), or failed (audited). `now` (default: the clock
     after the POST) only places the next try; the signature always carries the real time."""
     sub = delivery.subscription
-    reason = _undeliverable(sub, now or timezone.now())
+    reason = _undeliverable(sub, now or timezone.now()) or _export_refusal(sub)
     outcome = None
     if not reason:
         body = body_of(delivery.payload)

@@ -35,6 +35,7 @@ from pyiceberg.types import (BooleanType, DateType, DecimalType, LongType, Neste
 from shuzheng.catalog.models import DataType
 from shuzheng.core.errors import Conflict, FieldError
 from shuzheng.core.sql import quote_ident, quote_literal
+from shuzheng.security.fieldcrypt import index_column
 
 CATALOG_NAME = "shuzheng"
 DECIMAL = (18, 4)  # the catalog's decimal items are money and measures; 18,4 is the element standard's n..18,4
@@ -123,21 +124,23 @@ def open_table(identifier: str) -> IcebergTable | None:
         return None
 
 
-def ensure_table(identifier: str, items) -> IcebergTable:
-    """The Iceberg table for `identifier`, created from the data items, or evolved to carry new items.
-    Changing the type of an existing column is refused: the data already loaded would not fit."""
+def ensure_table(identifier: str, items, encrypted: frozenset[str] = frozenset()) -> IcebergTable:
+    """The Iceberg table for `identifier`, created from the data items, or evolved to carry new items and
+    the blind-index columns of `encrypted` items (security.fieldcrypt). Changing the type of an existing
+    column is refused: the data already loaded would not fit."""
     cat = catalog()
     table = open_table(identifier)
+    columns = list(items) + [_IndexColumn(index_column(i.name)) for i in items if i.name in encrypted]
     if table is None:
         namespace, _name = split_identifier(identifier)
         cat.create_namespace_if_not_exists(namespace)
-        return cat.create_table_if_not_exists(identifier, schema_for(items), properties=TABLE_PROPERTIES)
+        return cat.create_table_if_not_exists(identifier, schema_for(columns), properties=TABLE_PROPERTIES)
     if table.properties.get(NO_RETRIES[0]) != NO_RETRIES[1]:  # a table created before this rule
         with table.transaction() as tx:
             tx.set_properties(**dict([NO_RETRIES]))
         table = cat.load_table(identifier)
     existing = {f.name: f for f in table.schema().fields}
-    added = [item for item in items if item.name not in existing]
+    added = [item for item in columns if item.name not in existing]
     for item in items:
         field = existing.get(item.name)
         if field is not None and field.field_type != ICEBERG_TYPES[item.data_type]():
@@ -152,6 +155,15 @@ def ensure_table(identifier: str, items) -> IcebergTable:
                 update.add_column(item.name, ICEBERG_TYPES[item.data_type]())
         table = cat.load_table(identifier)
     return table
+
+
+class _IndexColumn:
+    """A blind-index column: text, beside an encrypted item."""
+
+    data_type = DataType.STRING
+
+    def __init__(self, name: str):
+        self.name = name
 
 
 def field_ids(table: IcebergTable) -> dict[str, int]:
@@ -255,9 +267,12 @@ def scratch_path(load_id) -> Path:
     return folder / f"{load_id}.duckdb"
 
 
-def view(con, name: str, table: IcebergTable | None, items, snapshot=None) -> None:
+def view(con, name: str, table: IcebergTable | None, items, snapshot=None, cipher=None,
+         legacy_clear: bool = False) -> None:
     """Creates DuckDB view `name` over a snapshot's rows with one column per item (NULL where an older
-    data file predates the item)."""
+    data file predates the item). Encrypted items read as their tokens unless a `cipher` (the loader's or
+    the gateway's) opens them; `legacy_clear` passes values that are not tokens through (a key rotation
+    sealing an item classified for encryption after it was loaded)."""
     files = data_files(table, snapshot) if table is not None else []
     if not files:
         empty = pa.table({item.name: pa.array([], type=pa.string()) for item in items})
@@ -271,7 +286,17 @@ def view(con, name: str, table: IcebergTable | None, items, snapshot=None) -> No
     con.execute(f"CREATE OR REPLACE TEMP VIEW {files_view} AS "
                 f"SELECT * FROM read_parquet({file_list}, union_by_name = true)")
     present = {d[0] for d in con.execute(f"SELECT * FROM {files_view} LIMIT 0").description}
-    cols = ", ".join(
-        (quote_ident(i.name) if i.name in present else f"CAST(NULL AS {DUCK_TYPES[i.data_type]})")
-        + f" AS {quote_ident(i.name)}" for i in items)
+    opened = cipher.encrypted if cipher is not None else frozenset()
+    if opened:
+        cipher.register(con)
+
+    def column(i) -> str:
+        if i.name not in present:
+            return f"CAST(NULL AS {DUCK_TYPES[i.data_type]})"
+        if i.name in opened:
+            function = cipher.function("open_or_clear" if legacy_clear else "open")
+            return f"{function}({quote_literal(i.name)}, {quote_ident(i.name)})"
+        return quote_ident(i.name)
+
+    cols = ", ".join(f"{column(i)} AS {quote_ident(i.name)}" for i in items)
     con.execute(f"CREATE OR REPLACE TEMP VIEW {quote_ident(name)} AS SELECT {cols} FROM {files_view}")
