@@ -115,6 +115,7 @@ def _register_routers():
     api.add_router("/data", "shuzheng.ingest.api.router")
     api.add_router("/tickets", tickets_router)
     api.add_router("/sharing", "shuzheng.sharing.api.router")
+    api.add_router("/security", "shuzheng.security.api.router")
 
 
 _register_routers()

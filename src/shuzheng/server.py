@@ -52,6 +52,13 @@ def serve(hosts: list[str], port: int, workers: int, threads: int, with_worker: 
             print(f"!! cannot listen on {host}:{port}: {exc}", file=sys.stderr)
     if not sockets:
         raise SystemExit(f"no address could be bound on port {port}")
+    # Prometheus multiprocess mode for the workers' request metrics (security.metrics): set before gunicorn
+    # forks them, so each writes its counts where a scrape of any of them adds them all up.
+    from django.conf import settings
+
+    from shuzheng.security import metrics
+
+    metrics.prepare_multiprocess_dir(settings.HOME)
     job_worker = None
     if with_worker:
         job_worker = subprocess.Popen([sys.executable, "-m", "shuzheng", "worker"])
@@ -81,6 +88,7 @@ def serve(hosts: list[str], port: int, workers: int, threads: int, with_worker: 
         "access_log_format": '%(h)s "%(r)s" %(s)s %(b)s %(M)sms',
         "forwarded_allow_ips": os.environ.get("SHUZHENG_FORWARDED_ALLOW_IPS", "127.0.0.1,::1"),
         "on_exit": lambda _arbiter: stop_worker(),
+        "child_exit": lambda _arbiter, worker: metrics.worker_exited(worker.pid),
         "proc_name": "shuzheng",
         # gunicorn's control socket lives in $HOME, shared by every instance of the user: not used here.
         "control_socket_disable": True,

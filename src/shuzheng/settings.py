@@ -11,8 +11,10 @@ SHUZHENG_API_KEY_MAX_DAYS  identity policy (defaults 15, 5, 30, 12, 366)
 DJANGO_SETTINGS_MODULE is shuzheng.settings; SHUZHENG_REDIS_URL moves the job queue to Redis.
 SHUZHENG_EVENTS    where webhook events go: inprocess (default), redis://host:6379/0 or nats://host:4222
 SHUZHENG_BENCH_BARE  "1" only for bench/gateway.py: an unprotected lookup beside the gateway, for its baseline
+SHUZHENG_METRICS_ALLOW  comma-separated CIDRs (besides loopback) that may read /metrics, e.g. the Prometheus host
 """
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -72,6 +74,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "shuzheng.security.metrics.RequestMetricsMiddleware",  # first: it times everything below (/metrics)
     "shuzheng.core.middleware.SecurityHeadersMiddleware",
     "shuzheng.core.middleware.RejectNulMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -131,6 +134,11 @@ else:
 # Where snapshot events for webhooks go: "inprocess" (the embedded default, through the job queue), or
 # redis://host:6379/0 (Redis Streams) or nats://host:4222 (NATS JetStream) when deployed at scale.
 EVENTS = os.environ.get("SHUZHENG_EVENTS", "inprocess")
+
+# Who may read /metrics besides loopback (security.metrics): the Prometheus server's network, as CIDRs. A bad
+# entry stops the start-up here rather than leaving the metrics open or unreachable.
+METRICS_ALLOW = tuple(ipaddress.ip_network(c.strip(), strict=False)
+                      for c in os.environ.get("SHUZHENG_METRICS_ALLOW", "").split(",") if c.strip())
 
 # bench/gateway.py only: exposes an unprotected lookup beside the gateway to measure the policy path's cost.
 BENCH_BARE = os.environ.get("SHUZHENG_BENCH_BARE") == "1"

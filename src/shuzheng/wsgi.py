@@ -36,8 +36,11 @@ class GatewayHandler(WSGIHandler):
 
 gateway_application = GatewayHandler()
 
+from shuzheng.security.metrics import gateway_meter  # noqa: E402  (after Django is set up)
+
 
 def application(environ, start_response):
     if environ.get("PATH_INFO", "").startswith(GATEWAY_PREFIX):
-        return gateway_application(environ, start_response)
+        # Counted for /metrics without a lock or I/O per call (security.metrics.GatewayMeter).
+        return gateway_meter(gateway_application, environ, start_response)
     return django_application(environ, start_response)

@@ -4,9 +4,10 @@ import datetime as dt
 
 from django.http import StreamingHttpResponse
 from ninja import Field, Query, Router, Schema
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.pagination import paginate
 
 from shuzheng.audit import services
+from shuzheng.core.paging import Paging
 from shuzheng.org.services import Actor
 
 router = Router(tags=["audit"])
@@ -70,7 +71,7 @@ class AuditFilter(Schema):
 
 
 @router.get("", response=list[AuditOut])
-@paginate(LimitOffsetPagination)
+@paginate(Paging)
 def search(request, filters: Query[AuditFilter]):
     return services.search(Actor.from_request(request), filters.query())
 
@@ -84,7 +85,7 @@ def export(request, filters: Query[AuditFilter]):
 
 
 @router.get("/signatures", response=list[SignatureOut])
-@paginate(LimitOffsetPagination)
+@paginate(Paging)
 def signatures(request):
     """The SM2 signatures of the chain head, newest first; `shuzheng audit public-key` exports the key."""
     return services.signatures(Actor.from_request(request))

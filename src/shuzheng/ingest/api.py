@@ -26,9 +26,10 @@ from django.urls import reverse
 from ninja import Field, File, Form, Query, Router, Schema, Status
 from ninja.decorators import decorate_view
 from ninja.files import UploadedFile
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.pagination import paginate
 
 from shuzheng.catalog.api import FindingOut as DiscoveryOut
+from shuzheng.core.paging import Paging
 from shuzheng.ingest import schedule, services
 from shuzheng.ingest.forms import no_file_error, parse_mapping_json, stream_uploads, too_large_error
 from shuzheng.ingest.models import Load, Mode
@@ -273,7 +274,7 @@ def upload(request, code: str, data: Form[UploadIn], file: File[UploadedFile] = 
 
 
 @router.get("/resources/{code}/loads", response=list[LoadSummary], summary="The resource's loads, newest first")
-@paginate(LimitOffsetPagination)
+@paginate(Paging)
 def list_loads(request, code: str):
     return _Serialised(services.list_loads(Actor.from_request(request), code).select_related("organization"))
 

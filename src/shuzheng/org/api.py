@@ -7,8 +7,9 @@ import datetime as dt
 import uuid
 
 from ninja import Field, Router, Schema, Status
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.pagination import paginate
 
+from shuzheng.core.paging import Paging
 from shuzheng.org import services
 from shuzheng.org.models import Organization
 from shuzheng.org.roles import Perm, Role
@@ -200,13 +201,13 @@ def me(request):
 
 
 @router.get("/regions", response=list[RegionOut])
-@paginate(LimitOffsetPagination)
+@paginate(Paging)
 def list_regions(request, parent: str = "", level: str = ""):
     return services.list_regions(parent=parent, level=level)
 
 
 @router.get("/organizations", response=list[OrganizationOut])
-@paginate(LimitOffsetPagination)
+@paginate(Paging)
 def list_organizations(request, q: str = "", kind: str = ""):
     return services.list_organizations(q=q, kind=kind)
 
@@ -227,7 +228,7 @@ def update_organization(request, code: str, body: OrganizationPatch):
 
 
 @router.get("/users", response=list[UserOut])
-@paginate(LimitOffsetPagination)
+@paginate(Paging)
 def list_users(request, organization: str = "", q: str = "", role: str = ""):
     return services.list_users(Actor.from_request(request), org_code=organization, q=q, role=role)
 
@@ -277,7 +278,7 @@ def reset_two_factor(request, username: str):
 
 
 @router.get("/systems", response=list[SystemOut])
-@paginate(LimitOffsetPagination)
+@paginate(Paging)
 def list_systems(request, organization: str = ""):
     return services.list_systems(Actor.from_request(request), org_code=organization)
 

@@ -19,13 +19,14 @@ DuckDB or Iceberg client reading the files see tokens.
 from __future__ import annotations
 
 import base64
+import hmac
 import os
 import threading
 from dataclasses import dataclass
 
 import pyarrow as pa
 
-from shuzheng.core.crypto import DecryptionError, hmac_sm3, sm3_hex, sm4_gcm_open, sm4_gcm_seal
+from shuzheng.core.crypto import DecryptionError, sm3_for_hmac, sm3_hex, sm4_gcm_open, sm4_gcm_seal
 from shuzheng.security import keys
 
 TOKEN = "sz1:"
@@ -41,7 +42,7 @@ def index_column(item: str) -> str:
 class _Key:
     kid: int
     value_key: bytes  # SM4, 16 bytes
-    index_key: bytes  # HMAC-SM3, 32 bytes
+    index_mac: hmac.HMAC  # HMAC-SM3 keyed with the 32-byte index key, copied for each value
 
 
 def purpose(kid: int, resource_id) -> str:
@@ -61,7 +62,7 @@ def new_key(resource):
 
 def _material(key) -> _Key:
     raw = keys.unwrap(key.wrapped, purpose(key.id, key.resource_id))
-    return _Key(key.id, raw[:16], raw[16:48])
+    return _Key(key.id, raw[:16], hmac.new(raw[16:48], digestmod=sm3_for_hmac))
 
 
 class FieldCipher:
@@ -137,7 +138,9 @@ class FieldCipher:
         if value is None:
             return None
         key = self._key(kid) if kid is not None else self._keys[self.active_kid]
-        return hmac_sm3(key.index_key, item.encode() + b"\x1f" + str(value).encode())[:16].hex()
+        mac = key.index_mac.copy()  # the key's padded inner and outer states, computed once
+        mac.update(item.encode() + b"\x1f" + str(value).encode())
+        return mac.digest()[:16].hex()
 
     def indexes(self, item: str, value, kids) -> list[str]:
         """The blind index of `value` under each of `kids` (the keys a snapshot was written under)."""

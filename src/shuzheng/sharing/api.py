@@ -9,9 +9,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ninja import Field, File, Form, Router, Schema, Status
+from ninja import Field, File, Form, Query, Router, Schema, Status
 from ninja.files import UploadedFile
 
+from shuzheng.core.paging import MAX_OFFSET
 from shuzheng.org.services import Actor
 from shuzheng.sharing import services, subscriptions
 from shuzheng.sharing.models import Application, Grant
@@ -93,9 +94,10 @@ def apply(request, payload: ApplicationIn):
 
 
 @router.get("/applications", response=list[dict], summary="Applications made, received or escalated")
-def applications(request, box: str = "", state: str = "", limit: int = 100, offset: int = 0):
+def applications(request, box: str = "", state: str = "", limit: int = Query(100, ge=1, le=500),
+                 offset: int = Query(0, ge=0, le=MAX_OFFSET)):
     qs = services.list_applications(Actor.from_request(request), box, state)
-    return [application_out(a) for a in qs[max(0, offset):max(0, offset) + max(1, min(limit, 500))]]
+    return [application_out(a) for a in qs[offset:offset + limit]]
 
 
 @router.get("/applications/{number}", response=dict)

@@ -17,6 +17,7 @@ NAV = [
     ("web:users", _("Users"), Perm.USER_VIEW),
     ("web:systems", _("Application systems"), Perm.SYSTEM_VIEW),
     ("web:audit", _("Audit trail"), Perm.AUDIT_VIEW),
+    ("web:security", _("Security"), Perm.SECURITY_MONITOR),
 ]
 
 

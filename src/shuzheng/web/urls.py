@@ -17,4 +17,5 @@ urlpatterns = [
     path("", include("shuzheng.ingest.urls")),
     path("", include("shuzheng.quality.tickets_urls")),
     path("", include("shuzheng.sharing.urls")),
+    path("", include("shuzheng.security.urls")),
 ]
