@@ -48,7 +48,7 @@ new_sm3 = _sm3_factory()
 """Returns a fresh SM3 context (update / digest / hexdigest); for loops that hash many inputs."""
 
 
-def _sm3_for_hmac(data: bytes = b""):
+def sm3_for_hmac(data: bytes = b""):
     """The hash constructor hmac.new takes; works whether SM3 comes from hashlib or from `cryptography`."""
     h = new_sm3()
     if data:
@@ -70,7 +70,7 @@ def sm3_hex(data: bytes) -> str:
 
 def hmac_sm3(key: bytes, data: bytes) -> bytes:
     """HMAC (RFC 2104) over SM3: webhook signatures and keyed hashes (per-consumer masks, blind indexes)."""
-    return hmac.new(key, data, _sm3_for_hmac).digest()
+    return hmac.new(key, data, sm3_for_hmac).digest()
 
 
 def derive_key(purpose: str) -> bytes:
