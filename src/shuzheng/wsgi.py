@@ -15,6 +15,7 @@ GATEWAY_MIDDLEWARE = [
     "shuzheng.core.middleware.SecurityHeadersMiddleware",
     "shuzheng.core.middleware.RejectNulMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.locale.LocaleMiddleware",  # messages in the caller's Accept-Language, as on the full stack
     "shuzheng.core.middleware.ProblemJsonMiddleware",
 ]

@@ -348,10 +348,11 @@ def rows_view(request, code):
     """The rows of one snapshot (time travel), for the provider's own staff; htmx swaps #rows in place."""
     actor = Actor.from_request(request)
     resource = _get(lambda: catalog.get_resource(actor, code))
-    form = RowsForm(request.GET or None, initial={"limit": 20})
+    # Always bound (defaults when the query is empty), so that a service's refusal can sit on the form.
+    form = RowsForm(request.GET or {"limit": 20})
     rows, snapshots = None, services.snapshots(actor, resource.code)
-    if form.is_valid() or not form.is_bound:
-        data = form.cleaned_data if form.is_bound else {}
+    if form.is_valid():
+        data = form.cleaned_data
         try:
             rows = table_of(services.read_rows(actor, resource.code, snapshot_id=data.get("snapshot"),
                                                limit=data.get("limit") or 20))

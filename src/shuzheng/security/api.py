@@ -73,7 +73,7 @@ class AlertOut(Schema):
         return {k: v for k, v in obj.details.items() if k not in ("text", "args")}
 
 
-class EventOut(Schema):
+class AlertEventOut(Schema):
     at: dt.datetime
     actor: str
     action: str
@@ -81,7 +81,7 @@ class EventOut(Schema):
 
 
 class AlertDetailOut(AlertOut):
-    events: list[EventOut]
+    events: list[AlertEventOut]
 
     @staticmethod
     def resolve_events(obj: Alert) -> list:

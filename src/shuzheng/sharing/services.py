@@ -554,6 +554,8 @@ def identify_leak(actor: Actor, code: str, path) -> dict:
     """Which recipient an export file found outside came from: for the provider and the platform office."""
     from shuzheng.sharing import gateway
 
+    if "\x00" in code:  # a multipart field the NUL middleware does not read
+        raise ValidationFailed.of("resource", _("Not a resource code."))
     resource = catalog.get_resource(actor, code)
     if not (authz.allowed(actor, Perm.SHARE_DECIDE, resource.provider) or authz.allowed(actor, Perm.SHARE_OVERSEE)):
         raise Forbidden(_("You do not have permission to do this."))
