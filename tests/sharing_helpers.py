@@ -9,7 +9,6 @@ import uuid
 
 from django.utils import timezone
 
-from shuzheng.ingest import services as ingest
 from shuzheng.org import services as org
 from shuzheng.sharing import services
 
