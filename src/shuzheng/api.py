@@ -18,8 +18,7 @@ class ApiKeyAuth:
     openapi_type = "http"
 
     def __call__(self, request):
-        header = request.headers.get("Authorization", "")
-        raw = header[7:] if header[:7].lower() == "bearer " else request.headers.get("X-API-Key", "")
+        raw = org_services.presented_key(request.headers)
         if not raw:
             return None
         request.system = org_services.authenticate_api_key(raw, org_services.client_ip(request))
@@ -116,6 +115,7 @@ def _register_routers():
     api.add_router("/tickets", tickets_router)
     api.add_router("/sharing", "shuzheng.sharing.api.router")
     api.add_router("/security", "shuzheng.security.api.router")
+    api.add_router("/harvest", "shuzheng.harvest.api.router")
 
 
 _register_routers()

@@ -98,6 +98,26 @@ class Actor:
         return cls(ip=ip)
 
 
+def presented_key(headers, ckan: bool = False) -> str:
+    """The API key a request presents: `Authorization: Bearer …` or `X-API-Key: …`; CKAN's clients also send
+    it bare in `Authorization` or in `X-CKAN-API-Key` (`ckan`)."""
+    header = headers.get("Authorization", "").strip()
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip()
+    if ckan:
+        return header or headers.get("X-CKAN-API-Key", "").strip() or headers.get("X-API-Key", "").strip()
+    return headers.get("X-API-Key", "").strip()
+
+
+def request_actor(request, raw_key: str) -> "Actor":
+    """The caller of a plain (non-Ninja) view: the application system whose key was presented (a key that does
+    not authenticate raises 401, audited: never downgraded to the public), else the signed-in user, else the
+    public."""
+    if raw_key:
+        request.system = authenticate_api_key(raw_key, client_ip(request))
+    return Actor.from_request(request)
+
+
 def client_ip(request) -> str:
     """The caller's address for audit and (later) address allow-lists. Behind the city's reverse proxy set
     SHUZHENG_TRUST_X_FORWARDED_FOR=1: the proxy appends the address it saw, so the rightmost entry is the

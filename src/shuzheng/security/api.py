@@ -12,6 +12,7 @@ from typing import Literal
 from ninja import Field, Query, Router, Schema
 from ninja.pagination import paginate
 
+from shuzheng.core.openapi import problem_responses
 from shuzheng.core.paging import Paging
 from shuzheng.org.services import Actor
 from shuzheng.security import alerts, services
@@ -26,19 +27,12 @@ SeverityFilter = Literal["", "low", "medium", "high", "critical"]
 assert set(RuleFilter.__args__) - {""} == set(alerts.RULES)  # one list of rules
 
 
-# Errors are answered as application/problem+json (api.py's handlers); documented so per operation.
-_PROBLEM = {"type": "object", "required": ["type", "title", "status", "detail"], "properties": {
-    "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
-    "detail": {"type": "string"},
-    "errors": {"type": "array", "items": {"type": "object", "required": ["field", "message"], "properties": {
-        "field": {"type": "string"}, "message": {"type": "string"}}}}}}
 _WHY = {404: "No such alert, or not one the caller may see", 409: "The alert's state does not allow this step",
         422: "A field is missing or wrong (named in errors)"}
 
 
 def problems(*statuses: int) -> dict:
-    return {"responses": {str(s): {"description": _WHY[s], "content": {"application/problem+json": {
-        "schema": _PROBLEM}}} for s in statuses}}
+    return problem_responses(_WHY, *statuses)
 
 
 class AlertOut(Schema):

@@ -188,11 +188,6 @@ def _grant_id(value) -> uuid.UUID | None:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
-def raw_key(headers) -> str:
-    header = headers.get("Authorization", "")
-    return header[7:].strip() if header[:7].lower() == "bearer " else headers.get("X-API-Key", "").strip()
-
-
 def authorize(key: str, ip: str, resource_code: str, call: str, method: str = "interface", need_grant: bool = True):
     """(caller, policy, snapshot id) for a call on one resource, or the refusal (audited) as a ServiceError.
     With need_grant False only the key is checked: (caller, None, None)."""

@@ -13,7 +13,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from shuzheng.catalog.services import normalize_code
 from shuzheng.core.errors import Forbidden, ServiceError, ValidationFailed
-from shuzheng.org.services import client_ip
+from shuzheng.org.services import client_ip, presented_key
 from shuzheng.sharing import gateway
 
 
@@ -50,7 +50,7 @@ def endpoint(method: str):
                 response["Allow"] = method
                 return response
             try:
-                return view(request, gateway.raw_key(request.headers), client_ip(request), *args, **kwargs)
+                return view(request, presented_key(request.headers), client_ip(request), *args, **kwargs)
             except ServiceError as exc:
                 return problem(exc)
         return handle
