@@ -190,6 +190,28 @@ RULES: dict[str, Rule] = {
     "GET /api/v1/catalog/categories": r(PUBLIC),
     "GET /api/v1/catalog/reports/sources": r(PUBLIC),
 
+    # ---- CKAN's Action API (catalog/ckan_views.py): anyone; the catalog's services decide what each sees ----
+    "/api/3": r(PUBLIC),
+    "/api/3/action/<str:action>": r(PUBLIC, "ckan_action", note="read-only actions; an API key or a session "
+                                                                "widens what the catalog shows, never more"),
+    "/api/action/<str:action>": r(PUBLIC, "ckan_action", note="the same, where ckanapi looks by default"),
+
+    # ---- DCAT-AP documents (catalog/dcat_views.py): anyone; a draft only to its department and reviewers ----
+    "/catalog": r(PUBLIC, allowed=(302,), note="negotiated: a browser is sent to /catalog/"),
+    "/catalog.<str:suffix>": r(PUBLIC, "rdf_suffix"),
+    "/dataset/<str:code>": r(need(P.CATALOG_DRAFTS), "draft_document", public=True),
+
+    # ---- harvesting other catalogs (harvest/api.py; catalog.review over the whole catalog) ----
+    "GET /api/v1/harvest/sources": r(need(P.CATALOG_REVIEW, scoped=False)),
+    "POST /api/v1/harvest/sources": r(need(P.CATALOG_REVIEW, scoped=False), "new_harvest_source",
+                                      body=lambda t: t["source_body"]),
+    "GET /api/v1/harvest/sources/{name}": r(need(P.CATALOG_REVIEW, scoped=False), "harvest_source"),
+    "PATCH /api/v1/harvest/sources/{name}": r(need(P.CATALOG_REVIEW, scoped=False), "harvest_source",
+                                              body={"interval_minutes": 720}),
+    "POST /api/v1/harvest/sources/{name}/run": r(need(P.CATALOG_REVIEW, scoped=False), "harvest_source",
+                                                 note="the source is a closed port: the run fails fast, reported"),
+    "GET /api/v1/harvest/sources/{name}/runs": r(need(P.CATALOG_REVIEW, scoped=False), "harvest_source"),
+
     # ---- the data plane (published resources are visible to every signed-in user; data.load for the rest) ----
     "POST /api/v1/data/resources/{code}/loads": r(need(P.DATA_LOAD), "api_mounted", multipart=True,
                                                   body={"mode": "append", "file": CSV},
@@ -337,6 +359,10 @@ RULES: dict[str, Rule] = {
     "/catalog/<str:code>/mount/": r(need(P.CATALOG_EDIT), "published", method="POST",
                                     body={"kind": "table", "target": "mx.t_matrix"}),
     "/catalog/<str:code>/unmount/": r(need(P.CATALOG_EDIT), "published", method="POST"),
+    "/harvest/": r(need(P.CATALOG_REVIEW, scoped=False)),
+    "/harvest/new/": r(need(P.CATALOG_REVIEW, scoped=False), "new_harvest_source", method="POST",
+                       body=lambda t: t["source_form"]),
+    "/harvest/<str:name>/run/": r(need(P.CATALOG_REVIEW, scoped=False), "harvest_source", method="POST"),
     "/standards/": r(PUBLIC),
     "/standards/elements/": r(PUBLIC),
     "/standards/elements/new/": r(need(P.STANDARD_MANAGE, scoped=False)),

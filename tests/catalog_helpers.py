@@ -38,3 +38,15 @@ def resource_data(demo, provider: str = "public-security", **overrides) -> dict:
     }
     data.update(overrides)
     return data
+
+
+def published(demo, officer: str = "officer-public-security", provider: str = "public-security", **overrides):
+    """A resource registered, submitted, approved and published (open if overrides say so)."""
+    from shuzheng.catalog import services
+    from shuzheng.catalog.models import Resource
+
+    resource = services.create_resource(demo.actor(officer), resource_data(demo, provider, **overrides))
+    services.submit(demo.actor(officer), resource.code)
+    services.review(demo.actor("reviewer"), resource.code, "approve", "符合要求")
+    services.publish(demo.actor("reviewer"), resource.code)
+    return Resource.objects.select_related("published").get(pk=resource.pk)

@@ -3,16 +3,19 @@ rolled back afterwards, so tests see the demo and never each other's changes.
 
 `platform` starts the real thing — `shuzheng migrate`, `shuzheng demo load`, `shuzheng serve` — in a
 subprocess with its own SHUZHENG_HOME (and, on PostgreSQL, its own database), for tests over real HTTP
-and the browser tests."""
+and the browser tests. When the session has such tests, it is started in the background as the test database
+is set up, so that its demo load and the test database's run side by side."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -27,12 +30,19 @@ DEMO_PASSWORD = "Dingzhou#2026"
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup, django_db_blocker):
+def django_db_setup(django_db_setup, django_db_blocker, request, tmp_path_factory):
     from shuzheng.demo.loader import load_demo
 
-    with django_db_blocker.unblock():
-        load_demo()
-    yield
+    if any("platform" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        # The session's platform migrates and loads its own demo in other processes: let it do so while this
+        # one loads the test database's (two cores, two loads at once), rather than after.
+        _EarlyPlatform.start_for(tmp_path_factory)
+    try:
+        with django_db_blocker.unblock():
+            load_demo()
+        yield
+    finally:
+        _EarlyPlatform.discard()  # started for tests that then never asked for it (-x, a failed setup)
     from shuzheng.warehouse import lake
 
     lake.close()  # the Iceberg catalog's connections, so that the test database can be dropped
@@ -119,11 +129,14 @@ class Platform:
                               text=True, check=check, timeout=300)
 
 
-@pytest.fixture(scope="session")
-def platform(tmp_path_factory):
-    home = tmp_path_factory.mktemp("platform-home")
+@contextlib.contextmanager
+def running_platform(home: Path, extra_env: dict | None = None, demo: bool | str = True):
+    """`shuzheng migrate`, (`shuzheng demo load`,) `shuzheng serve` in `home` (and, on PostgreSQL, a new
+    database), stopped and removed on exit. Tests that need two instances side by side start the second.
+    demo="catalog" loads the demo's organizations and catalog without its warehouse data (faster)."""
     env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE",)}
     env["SHUZHENG_HOME"] = str(home)
+    env.update(extra_env or {})
     pg_db = None
     if os.environ.get("DATABASE_URL"):
         import psycopg
@@ -133,23 +146,27 @@ def platform(tmp_path_factory):
         with psycopg.connect(base, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{pg_db}"')
         env["DATABASE_URL"] = base.rsplit("/", 1)[0] + "/" + pg_db
-    for step in (["migrate", "-v", "0"], ["demo", "load", "-q"]):
-        subprocess.run([sys.executable, "-m", "shuzheng", *step], env=env, check=True, timeout=300,
-                       capture_output=True)
+    steps = [["migrate", "-v", "0"]] + ([["demo", "load", "-q"] + (["--catalog-only"] if demo == "catalog" else [])]
+                                        if demo else [])
     port = free_port()
     log = open(home / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "shuzheng", "serve", "--port", str(port), "--workers", "1",
-                             "--threads", "8"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = None
     try:
+        for step in steps:
+            subprocess.run([sys.executable, "-m", "shuzheng", *step], env=env, check=True, timeout=300,
+                           capture_output=True)
+        proc = subprocess.Popen([sys.executable, "-m", "shuzheng", "serve", "--port", str(port), "--workers", "1",
+                                 "--threads", "8"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
         _wait_http(f"http://127.0.0.1:{port}/login/")
         yield Platform(home, env, port, proc)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         log.close()
         if pg_db:
             import psycopg
@@ -157,3 +174,58 @@ def platform(tmp_path_factory):
             with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{pg_db}" WITH (FORCE)')
         shutil.rmtree(home, ignore_errors=True)
+
+
+class _EarlyPlatform(threading.Thread):
+    """`running_platform` entered in a thread, so that the session's platform gets ready in the background;
+    the `platform` fixture waits for it and leaves it at the end of the session as it would its own."""
+
+    started: _EarlyPlatform | None = None
+    asked = False  # the `platform` fixture has run: nothing to start early any more
+
+    def __init__(self, home: Path):
+        super().__init__(name="early-platform", daemon=True)
+        self.context = running_platform(home)
+        self.live: Platform | None = None
+        self.error: BaseException | None = None
+
+    def run(self):
+        try:
+            self.live = self.context.__enter__()
+        except BaseException as exc:  # noqa: BLE001 - raised again where the fixture is asked for
+            self.error = exc
+
+    @classmethod
+    def start_for(cls, tmp_path_factory) -> None:
+        if cls.started is None and not cls.asked:
+            cls.started = cls(tmp_path_factory.mktemp("platform-home"))
+            cls.started.start()
+
+    @classmethod
+    def take(cls) -> _EarlyPlatform | None:
+        early, cls.started = cls.started, None
+        if early is not None:
+            early.join()
+        return early
+
+    @classmethod
+    def discard(cls) -> None:
+        early = cls.take()
+        if early is not None and early.live is not None:
+            early.context.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def platform(tmp_path_factory):
+    _EarlyPlatform.asked = True
+    early = _EarlyPlatform.take()
+    if early is None:
+        with running_platform(tmp_path_factory.mktemp("platform-home")) as live:
+            yield live
+        return
+    if early.error is not None:
+        raise early.error
+    try:
+        yield early.live
+    finally:
+        early.context.__exit__(None, None, None)

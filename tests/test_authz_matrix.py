@@ -333,6 +333,34 @@ class World:
             "value_domain": e.value_domain, "code_table": e.code_table.code if e.code_table_id else None,
             "level": e.level, "subject": getattr(e, "subject", "other") or "other"}}
 
+    def t_ckan_action(self, org, actor):
+        return {"action": "package_search"}
+
+    def t_rdf_suffix(self, org, actor):
+        return {"suffix": "ttl"}
+
+    def t_draft_document(self, org, actor):
+        return {"code": url_code(self.resource(org, "draft").code) + ".ttl"}
+
+    # ---- harvest sources (no organization: the platform office's) ----
+
+    def t_harvest_source(self, org, actor):
+        def build():
+            from shuzheng.harvest.models import HarvestSource
+            from shuzheng.org.models import Organization
+
+            # Port 9 (discard) on loopback is closed here: a run fails at once and says so.
+            return HarvestSource.objects.create(name="矩阵源", kind="dcat", url="http://127.0.0.1:9/catalog.ttl",
+                                                organization=Organization.objects.get(kind="court"), timeout_s=1)
+        return {"name": self.once("harvest_source", build).name}
+
+    def t_new_harvest_source(self, org, actor):
+        from shuzheng.org.models import Organization
+
+        body = {"name": f"矩阵新源{uuid.uuid4().hex[:6]}", "kind": "dcat", "url": "https://example.org/c.ttl",
+                "organization": Organization.objects.get(kind="court").code, "interval_minutes": 60}
+        return {"source_body": body, "source_form": body}
+
     def t_code_table(self, org, actor):
         from shuzheng.catalog.models import CodeTable
 
@@ -600,14 +628,17 @@ def matrix(django_db_setup, django_db_blocker):
     import shuzheng.ingest.tasks as ingest_tasks
 
     from django.template import Template
+    from django.test.utils import _TestState
 
     with django_db_blocker.unblock(), pytest.MonkeyPatch.context() as patch:
         # Queued work would outlive the rolled-back savepoints: nothing may leave the transaction.
         patch.setattr(ingest_tasks, "run_source", lambda *a, **k: None)
         # The matrix reads statuses, never response.context: skip the test runner's template instrumentation
-        # (a signal and a context copy per template rendered, a sixth of the matrix's time).
-        if hasattr(Template, "_original_render"):
-            patch.setattr(Template, "_render", Template._original_render)
+        # (a signal and a context copy per template rendered). setup_test_environment() keeps the real
+        # Template._render in _TestState.saved_data.
+        saved = getattr(_TestState, "saved_data", None)
+        if saved is not None and hasattr(saved, "template_render"):
+            patch.setattr(Template, "_render", saved.template_render)
         with transaction.atomic():
             world = World(Demo())
             world.warm(RULES)

@@ -31,7 +31,7 @@ def cmd_migrate(args):
 def cmd_demo_load(args):
     from shuzheng.demo.loader import load_demo
 
-    summary = load_demo(progress=not args.quiet)
+    summary = load_demo(progress=not args.quiet, data=not args.catalog_only)
     print(json.dumps(summary, ensure_ascii=False) if args.json else _demo_text(summary))
 
 
@@ -437,6 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = demo.add_parser("load", help="load the Dingzhou demo (deterministic, idempotent)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--catalog-only", action="store_true",
+                   help="organizations, accounts and the catalog, without the generated warehouse data")
     p.set_defaults(func=cmd_demo_load)
 
     p = sub.add_parser("serve", help="serve the platform (gunicorn) and run the job worker")
@@ -525,9 +527,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_quality_report)
 
+    from shuzheng.harvest.cli import register as harvest_commands
     from shuzheng.security.cli import register as security_commands
 
     security_commands(sub)
+    harvest_commands(sub)
     return parser
 
 

@@ -12,6 +12,9 @@ DJANGO_SETTINGS_MODULE is shuzheng.settings; SHUZHENG_REDIS_URL moves the job qu
 SHUZHENG_EVENTS    where webhook events go: inprocess (default), redis://host:6379/0 or nats://host:4222
 SHUZHENG_BENCH_BARE  "1" only for bench/gateway.py: an unprotected lookup beside the gateway, for its baseline
 SHUZHENG_METRICS_ALLOW  comma-separated CIDRs (besides loopback) that may read /metrics, e.g. the Prometheus host
+SHUZHENG_PUBLIC_URL  the platform's public address, the base of the identifiers DCAT and CKAN publish
+SHUZHENG_PLATFORM_NAME  the catalog's title in DCAT and CKAN (default 定州市政务数据资源目录)
+SHUZHENG_HARVEST_MARGIN_S  how far before the last good run an incremental harvest starts (default 300)
 """
 
 import ipaddress
@@ -70,6 +73,7 @@ INSTALLED_APPS = [
     "shuzheng.quality",
     "shuzheng.sharing",
     "shuzheng.security",
+    "shuzheng.harvest",
     "shuzheng.web",
 ]
 
@@ -139,6 +143,15 @@ EVENTS = os.environ.get("SHUZHENG_EVENTS", "inprocess")
 # entry stops the start-up here rather than leaving the metrics open or unreachable.
 METRICS_ALLOW = tuple(ipaddress.ip_network(c.strip(), strict=False)
                       for c in os.environ.get("SHUZHENG_METRICS_ALLOW", "").split(",") if c.strip())
+
+# The platform's public address (https://sjgx.example.gov.cn): the base of every identifier the catalog's DCAT
+# and CKAN interfaces publish, so they never depend on the Host header a caller sends. Unset: the request's.
+PUBLIC_URL = os.environ.get("SHUZHENG_PUBLIC_URL", "").rstrip("/")
+# The catalog's title in DCAT and CKAN (dct:title of the dcat:Catalog, status_show's site_title).
+PLATFORM_NAME = os.environ.get("SHUZHENG_PLATFORM_NAME", "定州市政务数据资源目录")
+
+# Incremental harvests start this many seconds before the last good one did (clock skew, slow commits).
+HARVEST_MARGIN_S = _env_int("SHUZHENG_HARVEST_MARGIN_S", 300)
 
 # bench/gateway.py only: exposes an unprotected lookup beside the gateway to measure the policy path's cost.
 BENCH_BARE = os.environ.get("SHUZHENG_BENCH_BARE") == "1"

@@ -12,6 +12,7 @@ import datetime as dt
 import re
 from urllib.parse import urlparse
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
@@ -364,7 +365,10 @@ def get_version(actor: Actor, code: str, number: int | None = None) -> ResourceV
 
 def available_actions(actor: Actor, resource: Resource) -> dict[str, bool]:
     """Which lifecycle steps `actor` may take on `resource` now: what the UI shows as buttons and the API
-    reports. Each step's service checks the same permission and state again."""
+    reports. Each step's service checks the same permission and state again. A harvested copy takes none:
+    it changes at its source."""
+    if harvested_from(resource) is not None:
+        return dict.fromkeys(("edit", "submit", "review", "publish", "revise", "deprecate", "mount"), False)
     provider = resource.provider
     pending = visible_pending(actor, resource)
     state = pending.status if pending else None
@@ -655,6 +659,68 @@ def unmount(actor: Actor, code: str) -> Resource:
     return resource
 
 
+def save_mirror(actor: Actor, provider: Organization, resource: Resource | None, data: dict,
+                mount_target: str) -> Resource:
+    """Creates or updates the read-only copy of another catalog's dataset (harvest): a published version
+    saying what the source says, filed under the source node's own 项 (类 3) with a local code, so it never
+    takes or overwrites one of the city's own records. Checked like a registration (ValidationFailed
+    names the field; the harvest reports it and goes on). Elements and authoritative claims are the
+    source's business: they are dropped. Mounted as an external API at the source's address, so city
+    departments can apply for it through the usual sharing workflow."""
+    data = {**data, "items": [{k: v for k, v in item.items() if k not in ("element", "authoritative")}
+                              for item in data.get("items") or [] if isinstance(item, dict)]}
+    error = _mount_target_error(MountKind.API, mount_target)
+    if error:
+        raise ValidationFailed.of("mount_target", error)
+    now = timezone.now()
+    with transaction.atomic():
+        values, items, errors = _validated(data, provider, resource=resource, items_required=False)
+        _raise(errors)
+        if resource is None:
+            category = Category.objects.select_for_update().get(pk=department_category(actor, provider).pk)
+            code = f"{category.code.ljust(Category.CODE_WIDTH, '0')}/{category.next_sequence:06d}"
+            category.next_sequence += 1
+            category.save(update_fields=["next_sequence"])
+            resource = Resource.objects.create(code=code, category=category, provider=provider,
+                                               status=Status.PUBLISHED)
+            number, action = 1, "catalog.mirror_create"
+        else:
+            resource = Resource.objects.select_for_update().get(pk=resource.pk)
+            ResourceVersion.objects.filter(resource=resource, status__in=[Status.PUBLISHED, Status.DEPRECATED]) \
+                .update(status=Status.SUPERSEDED)
+            number = (resource.versions.order_by("-number").values_list("number", flat=True).first() or 0) + 1
+            action = "catalog.mirror_update"
+        version = _write_version(ResourceVersion(resource=resource, number=number, status=Status.PUBLISHED,
+                                                 published_at=now, created_by=actor.name), values, items)
+        resource.published, resource.pending, resource.status, resource.deprecated_at = version, None, \
+            Status.PUBLISHED, None
+        resource.mount_kind, resource.mount_target, resource.mounted_at = MountKind.API, mount_target, now
+        resource.save()
+        ReviewEvent.objects.create(version=version, action=ReviewEvent.Action.PUBLISH, actor=actor.name,
+                                   comment=_("Harvested"))
+        search.index(resource)
+        audit.record(actor, action, resource, summary={"code": resource.code, "name": version.name,
+                                                       "provider": provider.code, "version": number})
+    return resource
+
+
+def withdraw_mirror(actor: Actor, resource: Resource, reason: str) -> Resource:
+    """The source no longer lists the dataset: its copy is deprecated (kept for the record)."""
+    with transaction.atomic():
+        resource = Resource.objects.select_for_update().select_related("published").get(pk=resource.pk)
+        if resource.status == Status.DEPRECATED:
+            return resource
+        ResourceVersion.objects.filter(resource=resource, status=Status.PUBLISHED).update(status=Status.DEPRECATED)
+        resource.status, resource.deprecated_at = Status.DEPRECATED, timezone.now()
+        resource.mount_kind, resource.mount_target, resource.mounted_at = "", "", None
+        resource.save()
+        ReviewEvent.objects.create(version=resource.published, action=ReviewEvent.Action.DEPRECATE,
+                                   actor=actor.name, comment=reason)
+        search.index(resource)
+        audit.record(actor, "catalog.mirror_withdraw", resource, summary={"code": resource.code, "reason": reason})
+    return resource
+
+
 def require_grantable(resource: Resource) -> None:
     """What the sharing workflow asks before granting access: published, shareable and mounted."""
     if resource.status != Status.PUBLISHED:
@@ -887,8 +953,8 @@ def kind_label(kind: str) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-def _validated(data: dict, provider: Organization | None,
-               resource: Resource | None) -> tuple[dict, list[dict], list[FieldError]]:
+def _validated(data: dict, provider: Organization | None, resource: Resource | None,
+               items_required: bool = True) -> tuple[dict, list[dict], list[FieldError]]:
     """Checks a resource description: (version values, item values, every problem with its field)."""
     errors = _missing(data, list(REQUIRED))
     for name, choices in (("format", Format), ("sharing_type", SharingType), ("open_type", OpenType),
@@ -938,7 +1004,7 @@ def _validated(data: dict, provider: Organization | None,
     values["related_codes"] = related
     values["domestic_only"] = _bool(data.get("domestic_only"))
 
-    items, item_errors = _validated_items(data.get("items"))
+    items, item_errors = _validated_items(data.get("items")) if items_required or data.get("items") else ([], [])
     errors += item_errors
     errors += _terms_errors(values, items)
     elements = {i["element"].pk: n for n, i in enumerate(items) if i["authoritative"] and i["element"]}
@@ -1063,7 +1129,20 @@ def _category_errors(code: str, provider: Organization | None) -> list[FieldErro
 
 
 def _lock(actor: Actor, code: str) -> Resource:
-    return get_resource(actor, code, lock=True)
+    resource = get_resource(actor, code, lock=True)
+    origin = harvested_from(resource)
+    if origin is not None:
+        raise Conflict(_("Resource %(code)s is a copy harvested from %(source)s; change it at its source.")
+                       % {"code": resource.code, "source": origin}, [FieldError("resource", _("Harvested."))])
+    return resource
+
+
+def harvested_from(resource: Resource) -> str | None:
+    """The harvest source a resource is a read-only copy from, by name; None for the city's own."""
+    try:
+        return resource.harvested.source.name
+    except ObjectDoesNotExist:
+        return None
 
 
 def _pending(resource: Resource, allowed: tuple, message: str) -> ResourceVersion:

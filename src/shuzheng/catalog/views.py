@@ -236,6 +236,7 @@ def _detail_page(request, code: str, review_form=None, deprecate_form=None, moun
         "history": history,
         "actions": actions,
         "any_action": any(actions.values()),
+        "harvested": getattr(resource, "harvested", None) if services.harvested_from(resource) else None,
         "compare_form": compare,
         "review_form": review_form or (ReviewForm() if actions["review"] else None),
         "deprecate_form": deprecate_form or (DeprecateForm() if actions["deprecate"] else None),

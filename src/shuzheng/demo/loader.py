@@ -45,7 +45,9 @@ def _load(name: str) -> list[dict]:
     return json.loads((DATA / name).read_text(encoding="utf-8"))
 
 
-def load_demo(progress: bool = False) -> dict:
+def load_demo(progress: bool = False, data: bool = True) -> dict:
+    """Regions, organizations, accounts, the catalog and (unless `data` is False) the generated warehouse data
+    loaded through the pipeline."""
     actor = services.Actor.cli()
     regions = _load("regions.json")
     orgs = _load("organizations.json")
@@ -96,8 +98,9 @@ def load_demo(progress: bool = False) -> dict:
     catalog.load_reference(actor)
     say("catalog: resources")
     catalog.load_resources(codes, say)
-    say("data: quality rules and generated Dingzhou data through the load pipeline")
-    governed_data.load_data(catalog.REVIEWER, say)
+    if data:
+        say("data: quality rules and generated Dingzhou data through the load pipeline")
+        governed_data.load_data(catalog.REVIEWER, say)
 
     shown = [a for a in accounts if a[2] != Role.DATA_OFFICER][:len(ROLE_ACCOUNTS)]
     shown += [a for a in accounts if a[2] == Role.DATA_OFFICER][:2]

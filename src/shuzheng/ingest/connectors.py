@@ -2372,7 +2372,7 @@ def stage_http(con, url: str, *, table: str = "staged", items_path: str = "", pa
     parts = urllib.parse.urlsplit(url or "")
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         raise SourceError("url", _("The API address must be an http:// or https:// URL."))
-    opener = urllib.request.build_opener(_Redirects())
+    opener = http_opener()
     hdrs = {"Accept": "application/json", "User-Agent": "shuzheng-ingest/1"}
     hdrs.update(headers or {})
     total_deadline = time.monotonic() + (total_timeout_s if total_timeout_s is not None else max(timeout_s * 10, 600))
@@ -2399,8 +2399,8 @@ def stage_http(con, url: str, *, table: str = "staged", items_path: str = "", pa
                 raise SourceError("url", _("The API has more than %(n)s pages (the limit); nothing was staged.")
                                   % {"n": max_pages})
             pages += 1
-            body_bytes, charset = _http_get(opener, current, hdrs, timeout_s, total_deadline, max_bytes - total,
-                                            max_bytes, pages)
+            body_bytes, charset, _type = http_get(opener, current, hdrs, timeout_s, total_deadline,
+                                                  max_bytes - total, max_bytes, pages)
             total += len(body_bytes)
             sha.update(body_bytes)
             digest = hashlib.sha256(body_bytes).digest()
@@ -2475,9 +2475,15 @@ def stage_http(con, url: str, *, table: str = "staged", items_path: str = "", pa
                   rejects=rejects.items, lineage=lineage, warnings=warnings)
 
 
-def _http_get(opener, url: str, headers: dict, timeout_s: float, total_deadline: float, budget: int,
-              max_bytes: int, page: int) -> tuple[bytes, str]:
-    """The body of one GET and the codec to decode it with (the declared charset, else UTF-8)."""
+def http_opener():
+    """urllib with at most five redirects, and only to http(s) (harvest.fetch uses it too)."""
+    return urllib.request.build_opener(_Redirects())
+
+
+def http_get(opener, url: str, headers: dict, timeout_s: float, total_deadline: float, budget: int,
+             max_bytes: int, page: int) -> tuple[bytes, str, str]:
+    """The body of one GET, the codec to decode it with (the declared charset, else UTF-8) and the media
+    type. Stops, raising SourceError('url'), past `timeout_s`, `total_deadline` or `budget` bytes."""
     import http.client
 
     now = time.monotonic()
@@ -2504,6 +2510,7 @@ def _http_get(opener, url: str, headers: dict, timeout_s: float, total_deadline:
     chunks = []
     got = 0
     charset = "utf-8"
+    media_type = resp.headers.get_content_type()
     try:
         declared = resp.headers.get_content_charset()
         if declared:
@@ -2531,4 +2538,4 @@ def _http_get(opener, url: str, headers: dict, timeout_s: float, total_deadline:
     except (TimeoutError, OSError, http.client.HTTPException) as exc:
         raise SourceError("url", _("Page %(page)s: the answer stopped (%(error)s).")
                           % {"page": page, "error": exc}) from None
-    return b"".join(chunks), charset
+    return b"".join(chunks), charset, media_type

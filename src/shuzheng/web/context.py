@@ -18,6 +18,7 @@ NAV = [
     ("web:systems", _("Application systems"), Perm.SYSTEM_VIEW),
     ("web:audit", _("Audit trail"), Perm.AUDIT_VIEW),
     ("web:security", _("Security"), Perm.SECURITY_MONITOR),
+    ("web:harvest", _("Harvesting"), Perm.CATALOG_REVIEW),
 ]
 
 

@@ -18,4 +18,5 @@ urlpatterns = [
     path("", include("shuzheng.quality.tickets_urls")),
     path("", include("shuzheng.sharing.urls")),
     path("", include("shuzheng.security.urls")),
+    path("", include("shuzheng.harvest.urls")),
 ]
