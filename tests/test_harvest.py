@@ -12,6 +12,7 @@ import urllib.request
 import pytest
 
 from federation_helpers import TTL, FeedServer, dataset, document
+from test_fieldcrypt import keys_restored  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.django_db
 
@@ -310,3 +311,27 @@ def test_the_harvest_page(client, demo, feed):
     assert bad.status_code == 200 and "http://" in bad.content.decode()
     client.force_login(demo.user("officer-civil-affairs"))
     assert client.get("/harvest/").status_code == 403
+
+
+def test_a_master_key_rotation_rewraps_source_credentials(demo, feed, keys_restored):  # noqa: F811
+    from shuzheng.harvest import services
+    from shuzheng.harvest.models import HarvestRun
+    from shuzheng.security import keys, rotation
+
+    url = feed.serve("/c.ttl", document(dataset("K", "密钥轮换测试数据")))
+    source = services.save_source(demo.actor("reviewer"), {
+        "name": "检察院目录", "kind": "dcat", "url": url, "organization": node("procuratorate").code,
+        "credential": "sz_key_at_the_source"})
+    before = keys.wrapped_by(bytes(source.credential))
+    result = rotation.rotate_master(demo.cli())
+    source.refresh_from_db()
+    assert keys.wrapped_by(bytes(source.credential)) == result["master"] != before
+    assert result["removed"] == [before]  # nothing is left under the old master
+    assert harvest(demo, "检察院目录").state == "succeeded"
+    assert feed.requests[-1][1]["Authorization"] == "Bearer sz_key_at_the_source"
+    # A run left "running" by a process that died does not block the source for ever.
+    from django.utils import timezone
+
+    HarvestRun.objects.create(source=source, started_at=timezone.now() - services.STALE)
+    assert harvest(demo, "检察院目录").state == "succeeded"
+    assert source.runs.filter(state="failed", finished_at__isnull=False).count() == 1

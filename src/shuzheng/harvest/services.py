@@ -31,7 +31,7 @@ from shuzheng.org.roles import ALL, Perm
 from shuzheng.org.services import Actor, authz
 from shuzheng.security import keys
 
-CREDENTIAL_PURPOSE = "harvest-credential"
+CREDENTIAL_PURPOSE = keys.WRAPPED_FIELDS[("harvest", "HarvestSource", "credential")]  # master rotation re-wraps it
 NODE_KINDS = frozenset({Organization.Kind.PROVINCE_PLATFORM, Organization.Kind.CITY_GOVERNMENT,
                         *Organization.EXTERNAL_KINDS})
 # Transactions committing on the source while a run reads it, and clocks apart by less than this, show up in
@@ -39,6 +39,7 @@ NODE_KINDS = frozenset({Organization.Kind.PROVINCE_PLATFORM, Organization.Kind.C
 def _margin() -> dt.timedelta:
     return dt.timedelta(seconds=settings.HARVEST_MARGIN_S)
 FULL_EVERY = 24
+STALE = dt.timedelta(hours=1)
 PAGE_SIZE = 100
 LIMITS = {"interval_minutes": (5, 60 * 24 * 31), "timeout_s": (1, 300), "max_bytes": (1 << 10, 1 << 33),
           "max_pages": (1, 100_000), "max_datasets": (1, 1_000_000)}
@@ -220,8 +221,11 @@ def run(actor: Actor, name: str, full: bool = False) -> HarvestRun:
     source = get_source(actor, name)
     with transaction.atomic():
         source = HarvestSource.objects.select_for_update().get(pk=source.pk)
-        if HarvestRun.objects.filter(source=source, state=HarvestRun.State.RUNNING,
-                                     started_at__gt=timezone.now() - dt.timedelta(hours=1)).exists():
+        running = HarvestRun.objects.filter(source=source, state=HarvestRun.State.RUNNING)
+        # A run still "running" after STALE had its process die (its fetch limits end far sooner).
+        running.filter(started_at__lte=timezone.now() - STALE).update(
+            state=HarvestRun.State.FAILED, finished_at=timezone.now(), error=_("Interrupted (the process stopped)."))
+        if running.exists():
             raise Conflict(_("Source %(name)s is being harvested already.") % {"name": source.name})
         previous = source.runs.filter(state__in=[HarvestRun.State.SUCCEEDED, HarvestRun.State.PARTIAL]).count()
         incremental = (source.kind == SourceKind.SHUZHENG and not full and source.watermark is not None

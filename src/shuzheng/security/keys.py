@@ -24,6 +24,8 @@ ENV = "SHUZHENG_MASTER_KEY"
 
 # Files under keys/ whose whole content is one `wrap(…, purpose)` blob: a master rotation re-wraps them.
 WRAPPED_FILES = {"audit-sm2.key": "audit-sm2"}  # the audit head's SM2 signing key (audit.signing)
+# Database fields holding one such blob (or b"" for none), as (app label, model, field): purpose.
+WRAPPED_FIELDS = {("harvest", "HarvestSource", "credential"): "harvest-credential"}  # keys at harvest sources
 
 _lock = threading.Lock()
 _masters: dict[tuple[str, str], dict[str, bytes]] = {}  # (home, env value) -> fingerprint -> key

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from django.apps import apps
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -165,7 +166,8 @@ def rotate_master(actor) -> dict:
         raise ValidationFailed.of("master", _("The master key comes from %(env)s: rotate it in the key-management "
                                               "system that supplies it.") % {"env": keys.ENV})
     folder = keys.keys_dir()
-    unfinished = DataKey.objects.exclude(wrapped=None).exclude(master=keys.current_fingerprint()).exists()
+    unfinished = (DataKey.objects.exclude(wrapped=None).exclude(master=keys.current_fingerprint()).exists()
+                  or any(True for _row in _stale_fields(keys.current_fingerprint())))
     if not unfinished:
         old = keys.current_fingerprint()
         _write_key(folder / f"master-{old}.key", (folder / "master.key").read_text())
@@ -180,6 +182,11 @@ def rotate_master(actor) -> dict:
         with transaction.atomic():
             key.wrapped, key.master = keys.wrap(keys.unwrap(key.wrapped, purpose), purpose), current
             key.save(update_fields=["wrapped", "master"])
+        rewrapped += 1
+    for obj, field, purpose, blob in _stale_fields(current):
+        with transaction.atomic():
+            setattr(obj, field, keys.wrap(keys.unwrap(blob, purpose), purpose))
+            obj.save(update_fields=[field])
         rewrapped += 1
     for name, purpose in keys.WRAPPED_FILES.items():
         path = folder / name
@@ -200,6 +207,15 @@ def rotate_master(actor) -> dict:
     record(actor, "keys.master_rotated", None, object_type="security.masterkey", object_id=current,
            summary={"master": current, "rewrapped": rewrapped, "removed": removed, "stale": stale})
     return {"master": current, "rewrapped": rewrapped, "removed": removed, "stale": stale}
+
+
+def _stale_fields(current: str):
+    """(object, field, purpose, blob) for each wrapped database field not yet under the `current` master."""
+    for (app, model, field), purpose in keys.WRAPPED_FIELDS.items():
+        for obj in apps.get_model(app, model).objects.exclude(**{field: b""}).only("pk", field):
+            blob = bytes(getattr(obj, field))
+            if keys.wrapped_by(blob) != current:
+                yield obj, field, purpose, blob
 
 
 def _write_key(path: Path, content) -> None:
