@@ -81,6 +81,7 @@ def test_rotation_under_concurrent_gateway_calls_fails_no_call(platform):
             with lock:
                 answers.append(answer); stamps.append(time.time())
             i += 1
+            stop.wait(0.005)
 
     threads = [threading.Thread(target=client, args=(n * 7,)) for n in range(4)]
     for t in threads:
