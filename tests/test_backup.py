@@ -206,7 +206,19 @@ def drill(platform, tmp_path_factory):
     return {"archive": archive, "public": public, "load": load, "source": source, **made}
 
 
-def test_restore_drill(drill, target):
+@pytest.fixture(scope="module")
+def restored(drill, platform, tmp_path_factory):
+    """The drill's archive restored once with the real `shuzheng restore` into a new home (and, on
+    PostgreSQL, a new database): the drill checks what came back, then that a second restore is refused."""
+    made = Target(platform, tmp_path_factory.mktemp("restore") / "restored-home")
+    try:
+        yield made, made.restore(drill["archive"])
+    finally:
+        made.drop()
+
+
+def test_restore_drill(drill, restored):
+    target, done = restored
     manifest, archive = drill["manifest"], drill["archive"]
     # The snapshot fell between records the writer appended: the backup ran while the trail grew.
     assert drill["first"] < manifest["audit"]["seq"] < drill["last"]
@@ -220,7 +232,6 @@ def test_restore_drill(drill, target):
     raw = archive.read_bytes()
     assert b"audit_record" not in raw and b"CREATE TABLE" not in raw  # sealed: nothing readable in clear
 
-    done = target.restore(archive)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = _last_json(done.stdout)
     assert summary["verify"]["intact"] and summary["verify"]["signed_seq"] == manifest["audit"]["signed_seq"]
@@ -380,8 +391,9 @@ def test_restore_into_a_non_empty_home_or_database_is_refused(drill, target):
         assert target.tree() == before
 
 
-def test_a_restored_home_refuses_a_second_restore(drill, target):
-    assert target.restore(drill["archive"]).returncode == 0
+def test_a_restored_home_refuses_a_second_restore(drill, restored):
+    target, done = restored
+    assert done.returncode == 0, done.stderr[-3000:]
     before = target.tree()
     done = target.restore(drill["archive"])
     assert done.returncode == 1 and "not empty" in done.stderr
@@ -410,7 +422,7 @@ def _sealed_tar(path: Path, members: dict[str, bytes], passphrase: str = PASSPHR
 
 @pytest.mark.parametrize("name", ["../escape", "/etc/passwd", "warehouse/../../escape", "other/file",
                                   "home/keys/master.key", "keys"])
-def test_an_archive_cannot_name_a_path_outside_its_places(tmp_path, name):
+def test_an_archive_cannot_name_a_path_outside_its_places(tmp_path, name, english):
     from shuzheng.security import backup
 
     archive = tmp_path / "forged.szb"
@@ -419,7 +431,7 @@ def test_an_archive_cannot_name_a_path_outside_its_places(tmp_path, name):
         backup.verify_archive(archive, PASSPHRASE)
 
 
-def test_the_manifest_must_list_exactly_what_the_archive_holds(tmp_path):
+def test_the_manifest_must_list_exactly_what_the_archive_holds(tmp_path, english):
     from shuzheng.security import backup
 
     archive = tmp_path / "a.szb"

@@ -707,7 +707,7 @@ def save_mirror(actor: Actor, provider: Organization, resource: Resource | None,
 def withdraw_mirror(actor: Actor, resource: Resource, reason: str) -> Resource:
     """The source no longer lists the dataset: its copy is deprecated (kept for the record)."""
     with transaction.atomic():
-        resource = Resource.objects.select_for_update().select_related("published").get(pk=resource.pk)
+        resource = Resource.objects.select_for_update(of=("self",)).select_related("published").get(pk=resource.pk)
         if resource.status == Status.DEPRECATED:
             return resource
         ResourceVersion.objects.filter(resource=resource, status=Status.PUBLISHED).update(status=Status.DEPRECATED)
