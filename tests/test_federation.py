@@ -6,6 +6,7 @@ back the copies of its own records the province holds (no loops)."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 
 import pytest
@@ -68,12 +69,22 @@ print(json.dumps({r.identifier: {"summary": r.resource.published.summary, "statu
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
-    # Catalogs only: harvesting needs no warehouse data, and the demo's data load is most of its time.
-    with running_platform(tmp_path_factory.mktemp("city"), demo="catalog") as city, \
-            running_platform(tmp_path_factory.mktemp("province"), demo="catalog",
-                             extra_env={"SHUZHENG_PLATFORM_NAME": "河北省政务数据资源目录",
-                                        "SHUZHENG_HARVEST_MARGIN_S": "1"}) as province:
-        yield city, province
+    """The city and the province, started side by side (two migrations and demo loads at once: the machine's
+    two cores). Catalogs only: harvesting needs no warehouse data, and the demo's data load is most of its time."""
+    starting = [running_platform(tmp_path_factory.mktemp("city"), demo="catalog"),
+                running_platform(tmp_path_factory.mktemp("province"), demo="catalog",
+                                 extra_env={"SHUZHENG_PLATFORM_NAME": "河北省政务数据资源目录",
+                                            "SHUZHENG_HARVEST_MARGIN_S": "1"})]
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(cm.__enter__) for cm in starting]
+    started = [(cm, f.result()) for cm, f in zip(starting, futures) if f.exception() is None]
+    try:
+        if len(started) < 2:
+            raise next(f.exception() for f in futures if f.exception() is not None)
+        yield started[0][1], started[1][1]
+    finally:
+        for cm, _live in started:
+            cm.__exit__(None, None, None)
 
 
 def harvest(platform, *args) -> dict:
