@@ -674,7 +674,7 @@ def save_mirror(actor: Actor, provider: Organization, resource: Resource | None,
         raise ValidationFailed.of("mount_target", error)
     now = timezone.now()
     with transaction.atomic():
-        values, items, errors = _validated(data, provider, resource=resource, items_required=False)
+        values, items, errors = _validated(data, provider, resource=resource)
         _raise(errors)
         if resource is None:
             category = Category.objects.select_for_update().get(pk=department_category(actor, provider).pk)
@@ -953,8 +953,8 @@ def kind_label(kind: str) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-def _validated(data: dict, provider: Organization | None, resource: Resource | None,
-               items_required: bool = True) -> tuple[dict, list[dict], list[FieldError]]:
+def _validated(data: dict, provider: Organization | None,
+               resource: Resource | None) -> tuple[dict, list[dict], list[FieldError]]:
     """Checks a resource description: (version values, item values, every problem with its field)."""
     errors = _missing(data, list(REQUIRED))
     for name, choices in (("format", Format), ("sharing_type", SharingType), ("open_type", OpenType),
@@ -1004,7 +1004,7 @@ def _validated(data: dict, provider: Organization | None, resource: Resource | N
     values["related_codes"] = related
     values["domestic_only"] = _bool(data.get("domestic_only"))
 
-    items, item_errors = _validated_items(data.get("items")) if items_required or data.get("items") else ([], [])
+    items, item_errors = _validated_items(data.get("items"))
     errors += item_errors
     errors += _terms_errors(values, items)
     elements = {i["element"].pk: n for n, i in enumerate(items) if i["authoritative"] and i["element"]}
