@@ -234,6 +234,20 @@ def test_bad_entries_are_skipped_and_reported(demo, feed, english):
     assert set(mirrors(source)) == {"OK"} and mirrors(source)["OK"].landing_page == ""
 
 
+def test_a_ckan_site_is_read_page_by_page(demo, feed):
+    packages = [{"id": f"pkg-{i:03d}", "name": f"pkg-{i:03d}", "title": f"分页数据集{i:03d}", "notes": "说明",
+                 "private": False, "tags": [{"name": "分页"}],
+                 "resources": [{"url": f"https://ckan.example.org/dataset/pkg-{i:03d}.csv"}]} for i in range(150)]
+    for start in (0, 100):
+        body = {"success": True, "result": {"count": 150, "results": packages[start:start + 100]}}
+        feed.serve(f"/api/3/action/package_search?rows=100&start={start}&sort=name+asc", json.dumps(body),
+                   content_type="application/json")
+    source = add_source(demo, "开放平台", feed.url, kind="ckan", org_kind="province_platform")
+    run = harvest(demo, "开放平台")
+    assert run.state == "succeeded" and run.pages == 2 and run.created == 150
+    assert set(mirrors(source)) == {p["id"] for p in packages}
+
+
 def test_ckan_answers_that_are_not_ckan_fail_cleanly(demo, feed, english):
     feed.serve("/api/3/action/package_search", "<html>maintenance</html>", content_type="text/html")
     add_source(demo, "坏 CKAN", feed.url, kind="ckan", org_kind="military")

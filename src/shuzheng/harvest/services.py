@@ -22,6 +22,7 @@ from django.utils.translation import gettext as _
 
 from shuzheng.audit import services as audit
 from shuzheng.catalog import services as catalog
+from shuzheng.core.crypto import DecryptionError
 from shuzheng.core.errors import Conflict, FieldError, Forbidden, NotFound, ServiceError, ValidationFailed
 from shuzheng.harvest import parse
 from shuzheng.harvest.models import HarvestedRecord, HarvestRun, HarvestSource, SourceKind
@@ -233,7 +234,11 @@ def run(actor: Actor, name: str, full: bool = False) -> HarvestRun:
         started = timezone.now()
         harvest = HarvestRun.objects.create(source=source, incremental=incremental, started_at=started,
                                             since=source.watermark if incremental else None, actor=actor.name)
-    fetcher = Fetcher(source)
+    try:
+        fetcher = Fetcher(source)
+    except DecryptionError:
+        return _finish_failed(actor, source, harvest, None, _(
+            "The stored API key for this source cannot be opened (was the master key replaced?); enter it again."))
     try:
         if source.kind == SourceKind.CKAN:
             entries, deleted = _read_ckan(fetcher, source.url), []
@@ -254,11 +259,12 @@ def run(actor: Actor, name: str, full: bool = False) -> HarvestRun:
     return harvest
 
 
-def _finish_failed(actor: Actor, source: HarvestSource, harvest: HarvestRun, fetcher: Fetcher,
+def _finish_failed(actor: Actor, source: HarvestSource, harvest: HarvestRun, fetcher: Fetcher | None,
                    message: str) -> HarvestRun:
     with transaction.atomic():
         harvest.state, harvest.error, harvest.finished_at = HarvestRun.State.FAILED, message[:2000], timezone.now()
-        harvest.pages, harvest.bytes = fetcher.pages, fetcher.bytes
+        if fetcher is not None:
+            harvest.pages, harvest.bytes = fetcher.pages, fetcher.bytes
         harvest.save()
         HarvestSource.objects.filter(pk=source.pk).update(last_run_at=harvest.finished_at)
         audit.record(actor, "harvest.run", harvest, summary=_summary(source, harvest))
