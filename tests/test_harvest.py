@@ -246,6 +246,18 @@ def test_a_ckan_site_is_read_page_by_page(demo, feed):
     run = harvest(demo, "开放平台")
     assert run.state == "succeeded" and run.pages == 2 and run.created == 150
     assert set(mirrors(source)) == {p["id"] for p in packages}
+    # Published again by this platform, each copy names its origin (the site's dataset page), so another
+    # harvester of this catalog leaves it to be taken from there.
+    from rdflib import URIRef
+
+    from shuzheng.catalog import dcat
+    from shuzheng.harvest import parse
+
+    copy = mirrors(source)["pkg-007"].resource
+    graph = dcat.dataset_graph(demo.cli(), "https://sjgx.dingzhou.gov.cn", copy.code)
+    assert (None, dcat.PROV.wasDerivedFrom, URIRef(f"{feed.url}/dataset/pkg-007")) in graph
+    again = parse.parse_rdf(dcat.serialize(graph, "ttl"), "text/turtle", "https://sjgx.dingzhou.gov.cn/catalog.ttl")
+    assert [e.relayed for e in again.entries] == [True]
 
 
 def test_ckan_answers_that_are_not_ckan_fail_cleanly(demo, feed, english):

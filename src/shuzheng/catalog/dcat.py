@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from urllib.parse import quote
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -208,12 +209,13 @@ class Builder:
         g.add((node, DCTERMS.publisher, self.agent(resource.provider)))
         if version.owner_id and version.owner_id != resource.provider_id:
             g.add((node, DCTERMS.rightsHolder, self.agent(version.owner)))
+        landing = URIRef(f"{uris.base}/catalog/{resource.code.replace('/', '-')}/")
         contact = URIRef(f"{node}#contact")
         g.add((node, DCAT.contactPoint, contact))
         g.add((contact, RDF.type, VCARD.Organization))
         g.add((contact, RDF.type, VCARD.Kind))
         _text(g, contact, VCARD.fn, version.manager.name if version.manager_id else resource.provider.name)
-        g.add((contact, VCARD.hasURL, URIRef(f"{uris.base}/catalog/{resource.code.replace('/', '-')}/")))
+        g.add((contact, VCARD.hasURL, landing))
         for word in version.keywords or []:
             _text(g, node, DCAT.keyword, str(word))
         g.add((node, DCAT.theme, self.theme(resource.category)))
@@ -239,23 +241,22 @@ class Builder:
             g.add((node, DCTERMS.issued, _datetime(first or version.published_at)))
         g.add((node, DCTERMS.modified, _datetime(version.published_at or resource.updated_at)))
         g.add((node, DCAT_VERSION, Literal(str(version.number))))
-        g.add((node, DCAT.landingPage, URIRef(f"{uris.base}/catalog/{resource.code.replace('/', '-')}/")))
-        g.add((URIRef(f"{uris.base}/catalog/{resource.code.replace('/', '-')}/"), RDF.type, FOAF.Document))
-        self._standards(node, version)
-        self._catalog_guide_fields(node, resource, version)
-        origin = getattr(resource, "harvested", None) if services.harvested_from(resource) else None
-        if origin is not None:
+        g.add((node, DCAT.landingPage, landing))
+        g.add((landing, RDF.type, FOAF.Document))
+        items = list(version.items.all())  # prefetched by prepare()
+        self._standards(node, items)
+        self._catalog_guide_fields(node, resource, version, items)
+        if services.harvested_from(resource) is not None:
             # A copy harvested from elsewhere says where from: other harvesters take it from its origin.
-            g.add((node, PROV.wasDerivedFrom, _term(g, origin.uri or origin.identifier, RDFS.Resource)))
+            g.add((node, PROV.wasDerivedFrom, _term(g, _origin_uri(resource.harvested), RDFS.Resource)))
         for distribution in self._distributions(resource, version):
             g.add((node, DCAT.distribution, distribution))
         return node
 
-    def _standards(self, node: URIRef, version: ResourceVersion) -> None:
+    def _standards(self, node: URIRef, items: list) -> None:
         """dct:conformsTo: the platform's data-element standard when an item carries an element, and the
         national standard of each code table the elements use (GB/T 2261.1 and the like)."""
         g = self.g
-        items = list(version.items.all())  # prefetched by prepare()
         if any(i.element_id for i in items):
             std = URIRef(f"{self.uris.base}/standards/elements/")
             g.add((node, DCTERMS.conformsTo, std))
@@ -266,9 +267,8 @@ class Builder:
             g.add((node, DCTERMS.conformsTo, std))
             g.add((std, RDF.type, DCTERMS.Standard))
             _text(g, std, DCTERMS.title, f"{table.standard} {table.name}".strip())
-        self._items = items
 
-    def _catalog_guide_fields(self, node: URIRef, resource: Resource, version: ResourceVersion) -> None:
+    def _catalog_guide_fields(self, node: URIRef, resource: Resource, version: ResourceVersion, items: list) -> None:
         g = self.g
         g.add((node, SZ.sharingType, Literal(version.sharing_type)))
         _text(g, node, SZ.sharingConditions, version.sharing_conditions)
@@ -290,7 +290,7 @@ class Builder:
             _text(g, rights, RDFS.label, {
                 SharingType.UNCONDITIONAL: "无条件共享", SharingType.CONDITIONAL: "有条件共享",
             }[version.sharing_type] + (f"：{version.sharing_conditions}" if version.sharing_conditions else ""))
-        for item in self._items:
+        for item in items:
             cell = BNode()
             g.add((node, SZ.item, cell))
             g.add((cell, SZ.position, Literal(item.position)))
@@ -360,6 +360,13 @@ class Builder:
         g.add((node, DCTERMS.modified, _datetime(modified)))
         g.add((node, ADMS.status, _concept(g, status)))
         return node
+
+
+def _origin_uri(record) -> str:
+    """The harvested dataset's own URI; for a source that gave none (CKAN names), one under the source's address."""
+    if record.uri.startswith(("http://", "https://")):
+        return record.uri
+    return f"{record.source.url.rstrip('/')}#{quote(record.identifier, safe='')}"
 
 
 def _live(actor: Actor):

@@ -214,8 +214,8 @@ def _dataset(graph: Graph, node) -> Entry:
                  relayed=graph.value(node, PROV.wasDerivedFrom) is not None, data=data)
 
 
-def parse_ckan(body: bytes) -> tuple[list[Entry], int]:
-    """One package_search page: its entries and the total count the site reports."""
+def parse_ckan(body: bytes, base: str) -> tuple[list[Entry], int]:
+    """One package_search page of the CKAN site at `base`: its entries and the total count it reports."""
     try:
         answer = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -230,11 +230,11 @@ def parse_ckan(body: bytes) -> tuple[list[Entry], int]:
     for package in packages:
         if not isinstance(package, dict) or not package.get("id"):
             raise Invalid("a CKAN package without an id")
-        entries.append(_package(package))
+        entries.append(_package(package, base))
     return entries, result["count"]
 
 
-def _package(package: dict) -> Entry:
+def _package(package: dict, base: str) -> Entry:
     access = "NON_PUBLIC" if package.get("private") else "PUBLIC"
     data = _terms(access)
     tags = [t.get("name") for t in package.get("tags") or [] if isinstance(t, dict)]
@@ -244,7 +244,9 @@ def _package(package: dict) -> Entry:
                  "keywords": sorted({_cut(t)[:50] for t in tags if t})[:30], "items": [dict(WHOLE_DATASET)]})
     resources = [r for r in package.get("resources") or [] if isinstance(r, dict) and r.get("url")]
     landing = _web(package.get("url"))
-    return Entry(identifier=_cut(package["id"])[:300], uri=_cut(package.get("name"))[:1000], landing_page=landing,
+    # The dataset's page on the site: the URI CKAN's own DCAT export gives it.
+    uri = f"{base.rstrip('/')}/dataset/{_cut(package.get('name') or package['id'])}"[:1000]
+    return Entry(identifier=_cut(package["id"])[:300], uri=uri, landing_page=landing,
                  access_url=_cut(resources[0]["url"] if resources else landing)[:500],
                  modified=_when(package.get("metadata_modified")), data=data)
 

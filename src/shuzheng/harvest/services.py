@@ -194,7 +194,7 @@ def _read_ckan(fetcher: Fetcher, base: str) -> list[parse.Entry]:
         url = _with_query(f"{base.rstrip('/')}/api/3/action/package_search", rows=PAGE_SIZE, start=start,
                           sort="name asc")
         body, _type = fetcher.get(url, "application/json")
-        page, count = parse.parse_ckan(body)
+        page, count = parse.parse_ckan(body, base)
         entries += page
         if len(entries) > fetcher.source.max_datasets or count > fetcher.source.max_datasets:
             raise parse.Invalid(_("more than %(n)s datasets (the limit)") % {"n": fetcher.source.max_datasets})
