@@ -198,7 +198,8 @@ RULES: dict[str, Rule] = {
 
     # ---- DCAT-AP documents (catalog/dcat_views.py): anyone; a draft only to its department and reviewers ----
     "/catalog": r(PUBLIC, allowed=(302,), note="negotiated: a browser is sent to /catalog/"),
-    "/catalog.<str:suffix>": r(PUBLIC, "rdf_suffix"),
+    "/catalog.<str:suffix>": r(PUBLIC, "rdf_suffix", query={"page_size": "1"},
+                               note="one dataset a page: the whole catalog per caller would cost ~2 s each"),
     "/dataset/<str:code>": r(need(P.CATALOG_DRAFTS), "draft_document", public=True),
 
     # ---- harvesting other catalogs (harvest/api.py; catalog.review over the whole catalog) ----

@@ -229,3 +229,18 @@ def platform(tmp_path_factory):
         yield early.live
     finally:
         early.context.__exit__(None, None, None)
+
+
+# Modules whose tests touch no database (pure functions, files, DuckDB, hypothesis): `./run test` runs them on
+# the SQLite pass only (the PostgreSQL pass deselects the `nodb` marker), since a second run proves nothing new.
+NO_DATABASE = {"test_masks", "test_exports", "test_quality_checks", "test_sqlgate", "test_population",
+               "test_validators", "test_crypto"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.module.__name__ in NO_DATABASE:
+            if "db" in item.fixturenames or "platform" in item.fixturenames:
+                raise pytest.UsageError(f"{item.nodeid} uses the database: take its module out of NO_DATABASE")
+            item.add_marker(pytest.mark.nodb)
+
