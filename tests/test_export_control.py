@@ -7,27 +7,22 @@ HTTP request to a local receiver also goes through it)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import socket
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from data_helpers import person, table_resource, write_csv
-from django.utils import timezone
 from sharing_helpers import application_data, call, system
+from test_webhooks import make_grant, receiver  # noqa: F401 (receiver is a fixture)
 
 from shuzheng.audit.models import AuditRecord
-from shuzheng.catalog.models import Resource
 from shuzheng.core.errors import ValidationFailed
 from shuzheng.ingest import services as ingest
-from shuzheng.org import services as org
 from shuzheng.security import policy
 from shuzheng.sharing import events, subscriptions
 from shuzheng.sharing import services as sharing
-from shuzheng.sharing.models import Application, Delivery, Grant
+from shuzheng.sharing.models import Delivery, Grant
 
 CONSUMER_OFFICER = "officer-civil-affairs"
 
@@ -51,59 +46,6 @@ def dns(monkeypatch):
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     return table
-
-
-class Receiver:
-    def __init__(self):
-        self.requests: list[bytes] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                receiver.requests.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def port(self) -> int:
-        return self.server.server_address[1]
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.close()
-
-
-def make_grant(demo, resource: Resource, items: list[str] | None = None) -> Grant:
-    """A consumer system's grant for `resource`, made with the ORM (the workflow is tested elsewhere)."""
-    org_ = demo.org("civil-affairs")
-    sys_ = org.create_system(demo.actor(CONSUMER_OFFICER), {"code": f"ec-{uuid.uuid4().hex[:10]}",
-                                                            "name": "出境测试系统", "organization": org_.code})
-    resource = Resource.objects.select_related("published", "provider").get(pk=resource.pk)
-    items = items or list(resource.published.items.order_by("position").values_list("name", flat=True))
-    now = timezone.now()
-    application = Application.objects.create(
-        number=f"E{uuid.uuid4().hex[:14]}", resource=resource, version=resource.published, system=sys_,
-        consumer=org_, provider=resource.provider, applicant=CONSUMER_OFFICER, purpose="核验", legal_basis="依法履职",
-        items=items, method="interface", period_end=(now + dt.timedelta(days=365)).date(), state="approved",
-        decided_at=now)
-    return Grant.objects.create(application=application, system=sys_, resource=resource, consumer=org_,
-                                provider=resource.provider, items=items, methods=["interface"],
-                                expires_at=now + dt.timedelta(days=30))
 
 
 def refusals(grant: Grant):

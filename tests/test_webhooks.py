@@ -74,8 +74,12 @@ class Receiver:
         self.thread.start()
 
     @property
+    def port(self) -> int:
+        return self.server.server_address[1]
+
+    @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/shuzheng"
+        return f"http://127.0.0.1:{self.port}/hooks/shuzheng"
 
     def close(self):
         self.server.shutdown()
