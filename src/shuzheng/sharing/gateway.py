@@ -317,12 +317,13 @@ def _find(con, path, encrypted: frozenset, cipher, keys: tuple[str, ...], values
     there is no such record. Encrypted items are compared by blind index, never decrypted."""
     kids = serving.kids(path) if encrypted else ()
     names = tuple(sorted(values))
+    # Each sealed item's blind indexes once (an HMAC-SM3 a live key): a key item is usually compared too.
+    indexes = {n: cipher.indexes(n, values[n], kids) for n in encrypted.intersection(names)}  # keys ⊆ names
     key_cols, args = [], []
     for k in keys:
         if k in encrypted:
-            candidates = cipher.indexes(k, values[k], kids)
-            key_cols.append((fieldcrypt.index_column(k), len(candidates)))
-            args += candidates
+            key_cols.append((fieldcrypt.index_column(k), len(indexes[k])))
+            args += indexes[k]
         else:
             key_cols.append((k, 1))
             args.append(values[k])
@@ -331,7 +332,7 @@ def _find(con, path, encrypted: frozenset, cipher, keys: tuple[str, ...], values
     if row is None:
         return None
     return [n for n, v in zip(names, row)
-            if (v not in cipher.indexes(n, values[n], kids) if n in encrypted else v != values[n])]
+            if (v not in indexes[n] if n in encrypted else v != values[n])]
 
 
 def verify(key: str, ip: str, code: str, body) -> dict:
