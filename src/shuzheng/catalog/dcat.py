@@ -28,7 +28,7 @@ from django.utils import timezone
 from rdflib import BNode, Graph, Literal, Namespace, URIRef
 from rdflib.namespace import DCAT, DCTERMS, FOAF, RDF, RDFS, SKOS, XSD
 
-from shuzheng.catalog import services
+from shuzheng.catalog import ckan, services
 from shuzheng.catalog.models import (
     Category, DataItem, OpenType, Resource, ResourceVersion, SharingType, Status, UpdateCycle,
 )
@@ -209,7 +209,7 @@ class Builder:
         g.add((node, DCTERMS.publisher, self.agent(resource.provider)))
         if version.owner_id and version.owner_id != resource.provider_id:
             g.add((node, DCTERMS.rightsHolder, self.agent(version.owner)))
-        landing = URIRef(f"{uris.base}/catalog/{resource.code.replace('/', '-')}/")
+        landing = URIRef(ckan.page_url(resource, uris.base))
         contact = URIRef(f"{node}#contact")
         g.add((node, DCAT.contactPoint, contact))
         g.add((contact, RDF.type, VCARD.Organization))
@@ -306,8 +306,6 @@ class Builder:
                 g.add((cell, SZ.element, Literal(item.element.identifier)))
 
     def _distributions(self, resource: Resource, version: ResourceVersion) -> list[URIRef]:
-        from shuzheng.catalog import ckan
-
         g, out = self.g, []
         dataset = self.uris.dataset(resource.code)
         for entry in ckan.distributions(resource, self.uris.base):

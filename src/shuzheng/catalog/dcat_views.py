@@ -13,15 +13,7 @@ from shuzheng.catalog import dcat
 from shuzheng.catalog.templatetags.catalog import resource_url
 from shuzheng.core.errors import NotFound, ServiceError, ValidationFailed
 from shuzheng.org.services import presented_key, request_actor
-
-
-def _problem(exc: ServiceError) -> HttpResponse:
-    import orjson
-
-    response = HttpResponse(orjson.dumps(exc.problem()), status=exc.status, content_type="application/problem+json")
-    if exc.status == 401:
-        response["WWW-Authenticate"] = 'Bearer realm="shuzheng"'
-    return response
+from shuzheng.sharing.gateway_views import problem  # problem+json of a service error, as the gateway answers
 
 
 def _document(graph, suffix: str, negotiated: bool) -> HttpResponse:
@@ -45,7 +37,7 @@ def _int(request, name: str, default: int) -> int:
 @require_safe
 def catalog(request, suffix: str | None = None):
     if suffix is not None and suffix not in dcat.FORMATS:
-        return _problem(NotFound(f"No catalog format “{suffix[:20]}”; use ttl, rdf or jsonld."))
+        return problem(NotFound(f"No catalog format “{suffix[:20]}”; use ttl, rdf or jsonld."))
     chosen = suffix or dcat.negotiate(request.headers.get("Accept", ""))
     if chosen is None:
         return HttpResponseRedirect("/catalog/")
@@ -55,7 +47,7 @@ def catalog(request, suffix: str | None = None):
                                  page_size=_int(request, "page_size", dcat.PAGE_SIZE),
                                  since=dcat.parse_since(request.GET.get("modified_since")), suffix=chosen)
     except ServiceError as exc:
-        return _problem(exc)
+        return problem(exc)
     return _document(page.graph, chosen, negotiated=suffix is None)
 
 
@@ -63,7 +55,7 @@ def catalog(request, suffix: str | None = None):
 def dataset(request, code: str):
     code, dot, suffix = code.partition(".")
     if dot and suffix not in dcat.FORMATS:
-        return _problem(NotFound(f"No dataset format “{suffix[:20]}”; use ttl, rdf or jsonld."))
+        return problem(NotFound(f"No dataset format “{suffix[:20]}”; use ttl, rdf or jsonld."))
     chosen = suffix or dcat.negotiate(request.headers.get("Accept", ""))
     try:
         actor = request_actor(request, presented_key(request.headers))
@@ -73,5 +65,5 @@ def dataset(request, code: str):
             return HttpResponseRedirect(resource_url(services.get_resource(actor, code)))
         graph = dcat.dataset_graph(actor, dcat.public_url(request), code)
     except ServiceError as exc:
-        return _problem(exc)
+        return problem(exc)
     return _document(graph, chosen, negotiated=not dot)
