@@ -26,7 +26,7 @@ from shuzheng.core.crypto import DecryptionError
 from shuzheng.core.errors import Conflict, FieldError, Forbidden, NotFound, ServiceError, ValidationFailed
 from shuzheng.harvest import parse
 from shuzheng.harvest.models import HarvestedRecord, HarvestRun, HarvestSource, SourceKind
-from shuzheng.ingest.connectors import SourceError, http_get, http_opener
+from shuzheng.ingest.connectors import SourceError, http_get, http_opener, with_params
 from shuzheng.org.models import Organization
 from shuzheng.org.roles import ALL, Perm
 from shuzheng.org.services import Actor, authz
@@ -161,13 +161,6 @@ class Fetcher:
         return body, media_type
 
 
-def _with_query(url: str, **params) -> str:
-    parts = urllib.parse.urlsplit(url)
-    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k not in params]
-    query += [(k, str(v)) for k, v in params.items() if v is not None]
-    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, urllib.parse.urlencode(query), ""))
-
-
 def _read_rdf(fetcher: Fetcher, first_url: str) -> tuple[list[parse.Entry], list[str]]:
     entries, deleted, seen_urls = [], [], set()
     url = first_url
@@ -191,8 +184,8 @@ def _read_rdf(fetcher: Fetcher, first_url: str) -> tuple[list[parse.Entry], list
 def _read_ckan(fetcher: Fetcher, base: str) -> list[parse.Entry]:
     entries, start = [], 0
     while True:
-        url = _with_query(f"{base.rstrip('/')}/api/3/action/package_search", rows=PAGE_SIZE, start=start,
-                          sort="name asc")
+        url = with_params(f"{base.rstrip('/')}/api/3/action/package_search",
+                          {"rows": str(PAGE_SIZE), "start": str(start), "sort": "name asc"})
         body, _type = fetcher.get(url, "application/json")
         page, count = parse.parse_ckan(body, base)
         entries += page
@@ -206,8 +199,10 @@ def _read_ckan(fetcher: Fetcher, base: str) -> list[parse.Entry]:
 def _feed_url(source: HarvestSource, since: dt.datetime | None) -> str:
     if source.kind == SourceKind.SHUZHENG:
         base = source.url.rstrip("/")
-        return _with_query(f"{base}/catalog.ttl", page_size=PAGE_SIZE,
-                           modified_since=since.isoformat() if since else None)
+        params = {"page_size": str(PAGE_SIZE)}
+        if since is not None:
+            params["modified_since"] = since.isoformat()
+        return with_params(f"{base}/catalog.ttl", params)
     return source.url
 
 

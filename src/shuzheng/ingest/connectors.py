@@ -2348,7 +2348,8 @@ def _dotted(body, path: str):
     return node
 
 
-def _with_params(url: str, params: dict[str, str]) -> str:
+def with_params(url: str, params: dict[str, str]) -> str:
+    """`url` with these query parameters set (replacing any of the same name); harvest.services uses it too."""
     parts = urllib.parse.urlsplit(url)
     pairs = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if k not in params]
     pairs.extend(params.items())
@@ -2393,7 +2394,7 @@ def stage_http(con, url: str, *, table: str = "staged", items_path: str = "", pa
             params[size_param] = str(page_size)
         if page_param:
             params[page_param] = str(page)
-        current = _with_params(url, params) if params else url
+        current = with_params(url, params) if params else url
         while True:
             if pages >= max_pages:
                 raise SourceError("url", _("The API has more than %(n)s pages (the limit); nothing was staged.")
@@ -2457,7 +2458,7 @@ def stage_http(con, url: str, *, table: str = "staged", items_path: str = "", pa
                 if not items:
                     break
                 page += 1
-                current = _with_params(url, {**params, page_param: str(page)})
+                current = with_params(url, {**params, page_param: str(page)})
             else:
                 break
         warnings.extend(sink.finish())
